@@ -1,0 +1,62 @@
+/* The client API of one node: routes HTTP requests to the etcd v2 keys API, members, stats,
+ * health, version and metrics. `struct api` holds what the handlers need; the daemon owns it and
+ * everything it points to. */
+#ifndef FLT_API_H
+#define FLT_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+struct ev_loop;
+struct node;
+struct store;
+struct web_req;
+struct web_header;
+struct web_server;
+
+struct api_stats {
+	uint64_t requests;        /* every HTTP request routed */
+	uint64_t gets, sets, deletes, watches;
+	uint64_t get_fail, set_fail, delete_fail;
+	int64_t start_time_ns;    /* realtime when the daemon started */
+};
+
+struct api {
+	struct ev_loop *loop;
+	struct store *store;      /* borrowed */
+	struct node *node;        /* borrowed */
+	struct web_server **servers; /* client listeners, for /metrics */
+	size_t nservers;
+	const char *name;         /* --name */
+	const char *const *client_urls; /* --advertise-client-urls */
+	size_t nclient_urls;
+	const char *const *peer_urls;   /* --initial-advertise-peer-urls */
+	size_t npeer_urls;
+	char cluster_id_hex[17];  /* X-Etcd-Cluster-Id */
+	char member_id_hex[17];
+	unsigned watches_open;    /* watches currently waiting or streaming */
+	unsigned max_watches;     /* limit on open watches (each holds a connection) */
+	struct api_stats stats;
+};
+
+/* The web server's handler; `ud` is the struct api. */
+void api_handle(void *ud, struct web_req *req);
+
+/* /v2/keys[/...]: `key` is the still-encoded path after "/v2/keys" ("" or "/..."). keys.c. */
+void api_keys_handle(struct api *a, struct web_req *req, const char *key);
+
+/* The headers every etcd v2 answer carries (CORS, Content-Type: application/json,
+ * X-Etcd-Cluster-Id), plus X-Etcd-Index always and X-Raft-Index/X-Raft-Term when `raft` is true,
+ * appended to `h` (room for API_MAX_HEADERS). Values live in `scratch`, which must stay alive
+ * until the response is sent. Returns the number of headers written. */
+#define API_MAX_HEADERS 12
+size_t api_std_headers(struct api *a, struct web_header *h, uint64_t etcd_index, bool raft,
+		       char scratch[3][24]);
+
+/* Answer with a JSON body and the standard headers (used by the small endpoints). */
+void api_respond_json(struct api *a, struct web_req *req, int status, const struct buf *body);
+
+#endif

@@ -1,0 +1,326 @@
+/* Routing of client requests, and the small endpoints etcd 3.4 serves beside the keys API:
+ * /version, /health, /v2/machines, /v2/members, /v2/stats/{self,store,leader} and /metrics
+ * (Prometheus text). Shapes, content types and headers follow etcd's (fixtures/etcd-v2/08x). */
+#include "api/api.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/web.h"
+#include "node.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/util.h"
+
+#define CORS_HEADERS                                                                               \
+	{"Access-Control-Allow-Headers", "accept, content-type, authorization"},                   \
+		{"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},               \
+		{"Access-Control-Allow-Origin", "*"}
+
+size_t api_std_headers(struct api *a, struct web_header *h, uint64_t etcd_index, bool raft,
+		       char scratch[3][24])
+{
+	static const struct web_header cors[] = {CORS_HEADERS};
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cors); i++)
+		h[n++] = cors[i];
+	h[n++] = (struct web_header){"Content-Type", "application/json"};
+	h[n++] = (struct web_header){"X-Etcd-Cluster-Id", a->cluster_id_hex};
+	snprintf(scratch[0], 24, "%llu", (unsigned long long)etcd_index);
+	h[n++] = (struct web_header){"X-Etcd-Index", scratch[0]};
+	if (raft) {
+		snprintf(scratch[1], 24, "%llu", (unsigned long long)node_commit_index(a->node));
+		snprintf(scratch[2], 24, "%llu", (unsigned long long)node_term(a->node));
+		h[n++] = (struct web_header){"X-Raft-Index", scratch[1]};
+		h[n++] = (struct web_header){"X-Raft-Term", scratch[2]};
+	}
+	return n;
+}
+
+/* Answer with CORS headers, the given content type and optionally the cluster id. */
+static void respond(struct api *a, struct web_req *req, int status, const char *ctype,
+		    bool cluster_id, const char *body, size_t len)
+{
+	struct web_header h[6] = {CORS_HEADERS};
+	size_t n = 3;
+
+	h[n++] = (struct web_header){"Content-Type", ctype};
+	if (cluster_id)
+		h[n++] = (struct web_header){"X-Etcd-Cluster-Id", a->cluster_id_hex};
+	web_respond(req, status, h, n, body, len);
+}
+
+void api_respond_json(struct api *a, struct web_req *req, int status, const struct buf *body)
+{
+	respond(a, req, status, "application/json", true, body->data ? body->data : "", body->len);
+}
+
+static void respond_text(struct api *a, struct web_req *req, int status, const char *text)
+{
+	struct web_header h[] = {CORS_HEADERS,
+				 {"Content-Type", "text/plain; charset=utf-8"},
+				 {"X-Content-Type-Options", "nosniff"}};
+
+	(void)a;
+	web_respond(req, status, h, ARRAY_SIZE(h), text, strlen(text));
+}
+
+static void not_found(struct api *a, struct web_req *req)
+{
+	respond_text(a, req, 404, "404 page not found\n");
+}
+
+static void method_not_allowed(struct api *a, struct web_req *req, const char *allow)
+{
+	struct web_header h[] = {CORS_HEADERS,
+				 {"Allow", allow},
+				 {"Content-Type", "text/plain; charset=utf-8"},
+				 {"X-Content-Type-Options", "nosniff"}};
+	static const char text[] = "Method Not Allowed\n";
+
+	(void)a;
+	web_respond(req, 405, h, ARRAY_SIZE(h), text, sizeof(text) - 1);
+}
+
+/* Go's time.Duration.String() for a positive duration. */
+static int put_go_duration(struct buf *b, int64_t ns)
+{
+	int64_t h = ns / 3600000000000LL, m = ns / 60000000000LL % 60;
+	int64_t s = ns / 1000000000 % 60, frac = ns % 1000000000;
+	char fr[16] = "";
+	int r = 0;
+
+	if (ns < 1000000000)
+		return buf_printf(b, "%.6gms", (double)ns / 1e6);
+	if (frac) {
+		int len = snprintf(fr, sizeof(fr), ".%09lld", (long long)frac);
+
+		while (len > 1 && fr[len - 1] == '0')
+			fr[--len] = '\0';
+	}
+	if (h)
+		r = buf_printf(b, "%lldh", (long long)h);
+	if (r >= 0 && (h || m))
+		r = buf_printf(b, "%lldm", (long long)m);
+	return r < 0 ? r : buf_printf(b, "%lld%ss", (long long)s, fr);
+}
+
+static void json_str_list(struct buf *b, const char *const *v, size_t n)
+{
+	buf_putc(b, '[');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		store_json_string(b, v[i], strlen(v[i]));
+	}
+	buf_putc(b, ']');
+}
+
+static void member_json(struct api *a, struct buf *b)
+{
+	buf_printf(b, "{\"id\":\"%s\",\"name\":", a->member_id_hex);
+	store_json_string(b, a->name, strlen(a->name));
+	buf_puts(b, ",\"peerURLs\":");
+	json_str_list(b, a->peer_urls, a->npeer_urls);
+	buf_puts(b, ",\"clientURLs\":");
+	json_str_list(b, a->client_urls, a->nclient_urls);
+	buf_putc(b, '}');
+}
+
+static void handle_members(struct api *a, struct web_req *req, const char *rest)
+{
+	struct buf b = BUF_INIT;
+
+	if (strcmp(web_req_method(req), "GET") && strcmp(web_req_method(req), "HEAD")) {
+		/* Membership changes arrive with the Raft cluster; a one-member node has none. */
+		method_not_allowed(a, req, "GET,HEAD");
+		return;
+	}
+	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
+		buf_puts(&b, "{\"members\":[");
+		member_json(a, &b);
+		buf_puts(&b, "]}\n");
+	} else if (!strcmp(rest, "/leader")) {
+		member_json(a, &b);
+		buf_putc(&b, '\n');
+	} else {
+		not_found(a, req);
+		return;
+	}
+	api_respond_json(a, req, 200, &b);
+	buf_release(&b);
+}
+
+static void handle_stats(struct api *a, struct web_req *req, const char *which)
+{
+	struct buf b = BUF_INIT;
+	int64_t now = flt_realtime_ns();
+
+	if (!strcmp(which, "self")) {
+		buf_puts(&b, "{\"name\":");
+		store_json_string(&b, a->name, strlen(a->name));
+		buf_printf(&b, ",\"id\":\"%s\",\"state\":\"%s\",\"startTime\":\"", a->member_id_hex,
+			   node_is_leader(a->node) ? "StateLeader" : "StateFollower");
+		store_json_time(&b, a->stats.start_time_ns);
+		buf_printf(&b, "\",\"leaderInfo\":{\"leader\":\"%s\",\"uptime\":\"",
+			   a->member_id_hex);
+		put_go_duration(&b, now - a->stats.start_time_ns);
+		buf_puts(&b, "\",\"startTime\":\"");
+		store_json_time(&b, a->stats.start_time_ns);
+		buf_puts(&b, "\"},\"recvAppendRequestCnt\":0,\"sendAppendRequestCnt\":0}");
+	} else if (!strcmp(which, "store")) {
+		store_stats_json(a->store, &b);
+	} else if (!strcmp(which, "leader")) {
+		buf_printf(&b, "{\"leader\":\"%s\",\"followers\":{}}", a->member_id_hex);
+	} else {
+		not_found(a, req);
+		return;
+	}
+	respond(a, req, 200, "application/json", false, b.data, b.len);
+	buf_release(&b);
+}
+
+static long count_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	long n = 0;
+
+	if (!d)
+		return -1;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n - 3; /* ".", ".." and the directory's own fd */
+}
+
+static long rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long pages = 0, rss = 0;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = -1;
+	fclose(f);
+	return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
+}
+
+static void metric(struct buf *b, const char *name, const char *type, const char *help, double v)
+{
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+static void handle_metrics(struct api *a, struct web_req *req)
+{
+	struct node_stats ns;
+	struct buf b = BUF_INIT;
+	unsigned conns = 0;
+
+	node_get_stats(a->node, &ns);
+	for (size_t i = 0; i < a->nservers; i++)
+		conns += web_conn_count(a->servers[i]);
+	metric(&b, "etcd_server_has_leader", "gauge", "Whether a leader exists (1) or not (0).",
+	       node_is_leader(a->node));
+	metric(&b, "etcd_server_is_leader", "gauge", "Whether this member is the leader.",
+	       node_is_leader(a->node));
+	metric(&b, "etcd_server_proposals_committed_total", "gauge",
+	       "The total number of consensus proposals committed.",
+	       (double)node_commit_index(a->node));
+	metric(&b, "etcd_server_proposals_applied_total", "gauge",
+	       "The total number of consensus proposals applied.",
+	       (double)node_applied_index(a->node));
+	metric(&b, "etcd_server_proposals_failed_total", "counter",
+	       "The total number of failed proposals seen.", (double)ns.proposals_failed);
+	metric(&b, "etcd_disk_wal_fsync_total", "counter", "fdatasync calls made by the WAL.",
+	       (double)ns.syncs);
+	metric(&b, "flotilla_wal_entries_synced_total", "counter",
+	       "Log entries made durable (entries per fsync shows group commit at work).",
+	       (double)ns.entries_synced);
+	metric(&b, "flotilla_wal_bytes_total", "counter", "Bytes written to the WAL.",
+	       (double)ns.wal_bytes);
+	metric(&b, "flotilla_snapshots_total", "counter", "Snapshots of the store saved.",
+	       (double)ns.snapshots);
+	metric(&b, "flotilla_store_index", "gauge", "The etcd index of the store.",
+	       (double)store_index(a->store));
+	metric(&b, "flotilla_http_requests_total", "counter", "HTTP requests routed.",
+	       (double)a->stats.requests);
+	metric(&b, "flotilla_http_connections", "gauge", "Open client connections.", conns);
+	metric(&b, "flotilla_watches", "gauge", "Watches open.", a->watches_open);
+	metric(&b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+	       (double)rss_bytes());
+	metric(&b, "process_open_fds", "gauge", "Number of open file descriptors.",
+	       (double)count_open_fds());
+	metric(&b, "process_start_time_seconds", "gauge",
+	       "Start time of the process since unix epoch in seconds.",
+	       (double)a->stats.start_time_ns / 1e9);
+	respond(a, req, 200, "text/plain; version=0.0.4; charset=utf-8", false, b.data, b.len);
+	buf_release(&b);
+}
+
+static bool is_get(struct web_req *req)
+{
+	const char *m = web_req_method(req);
+
+	return !strcmp(m, "GET") || !strcmp(m, "HEAD");
+}
+
+void api_handle(void *ud, struct web_req *req)
+{
+	struct api *a = ud;
+	const char *path = web_req_path(req);
+	struct buf b = BUF_INIT;
+
+	a->stats.requests++;
+	if (!strncmp(path, "/v2/keys", 8) && (path[8] == '\0' || path[8] == '/')) {
+		api_keys_handle(a, req, path + 8);
+		return;
+	}
+	if (!strcmp(web_req_method(req), "OPTIONS")) {
+		/* CORS preflight, as etcd's handler answers it. */
+		respond(a, req, 200, "text/plain; charset=utf-8", false, "", 0);
+		return;
+	}
+	if (!strncmp(path, "/v2/members", 11) && (path[11] == '\0' || path[11] == '/')) {
+		handle_members(a, req, path + 11);
+		return;
+	}
+	if (!is_get(req)) {
+		if (!strcmp(path, "/version") || !strcmp(path, "/health") ||
+		    !strcmp(path, "/v2/machines") || !strncmp(path, "/v2/stats/", 10) ||
+		    !strcmp(path, "/metrics"))
+			method_not_allowed(a, req, "GET,HEAD");
+		else
+			not_found(a, req);
+		return;
+	}
+	if (!strcmp(path, "/version")) {
+		/* The API level flotilla implements; `flotillad --version` names flotilla's own. */
+		static const char v[] = "{\"etcdserver\":\"3.4.23\",\"etcdcluster\":\"3.4.0\"}";
+
+		respond(a, req, 200, "application/json", false, v, sizeof(v) - 1);
+	} else if (!strcmp(path, "/health")) {
+		const char *h = node_is_leader(a->node) ? "{\"health\":\"true\"}"
+							: "{\"health\":\"false\"}";
+
+		respond(a, req, node_is_leader(a->node) ? 200 : 503, "text/plain; charset=utf-8",
+			false, h, strlen(h));
+	} else if (!strcmp(path, "/v2/machines")) {
+		for (size_t i = 0; i < a->nclient_urls; i++)
+			buf_printf(&b, "%s%s", i ? ", " : "", a->client_urls[i]);
+		respond(a, req, 200, "text/plain; charset=utf-8", false, b.data ? b.data : "",
+			b.len);
+	} else if (!strncmp(path, "/v2/stats/", 10)) {
+		handle_stats(a, req, path + 10);
+	} else if (!strcmp(path, "/metrics")) {
+		handle_metrics(a, req);
+	} else {
+		not_found(a, req);
+	}
+	buf_release(&b);
+}

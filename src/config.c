@@ -1,0 +1,413 @@
+/* flotillad's settings (see config.h). One option table drives the command line, the environment
+ * and the config file, so a setting has the same name and meaning everywhere. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#ifndef FLT_SYSCONFDIR
+#define FLT_SYSCONFDIR "/etc"
+#endif
+#ifndef FLT_VERSION
+#define FLT_VERSION "0"
+#endif
+
+enum opt_type { OPT_STR, OPT_LIST, OPT_U64, OPT_BOOL };
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t off;
+	const char *def;
+	const char *help;
+};
+
+#define O(n, t, f, d, h) {n, t, offsetof(struct config, f), d, h}
+static const struct opt opts[] = {
+	O("name", OPT_STR, name, "default", "human-readable name of this member"),
+	O("data-dir", OPT_STR, data_dir, NULL, "path to the data directory (default: ${name}.etcd)"),
+	O("listen-client-urls", OPT_LIST, listen_client_urls,
+	  "http://127.0.0.1:2379,http://127.0.0.1:4001",
+	  "URLs to serve the client API on (http://IP:PORT or unix://PATH)"),
+	O("advertise-client-urls", OPT_LIST, advertise_client_urls,
+	  "http://127.0.0.1:2379,http://127.0.0.1:4001", "client URLs told to the rest of the cluster"),
+	O("listen-peer-urls", OPT_LIST, listen_peer_urls, "http://127.0.0.1:2380",
+	  "URLs to listen on for peer traffic"),
+	O("initial-advertise-peer-urls", OPT_LIST, initial_advertise_peer_urls,
+	  "http://127.0.0.1:2380", "peer URLs told to the rest of the cluster"),
+	O("initial-cluster", OPT_STR, initial_cluster, NULL,
+	  "initial cluster configuration: name=peerURL,... (default: ${name}=<first peer URL>)"),
+	O("initial-cluster-state", OPT_STR, initial_cluster_state, "new",
+	  "'new' to bootstrap a cluster, 'existing' to join one"),
+	O("initial-cluster-token", OPT_STR, initial_cluster_token, "etcd-cluster",
+	  "token that tells this cluster apart from others during bootstrap"),
+	O("snapshot-count", OPT_U64, snapshot_count, "100000",
+	  "applied entries between two snapshots of the store"),
+	O("heartbeat-interval", OPT_U64, heartbeat_interval, "100", "heartbeat interval in ms"),
+	O("election-timeout", OPT_U64, election_timeout, "1000", "election timeout in ms"),
+	O("max-watches", OPT_U64, max_watches, "100000", "most watches open at once"),
+	O("max-request-bytes", OPT_U64, max_request_bytes, "1572864",
+	  "largest request body accepted"),
+	O("log-level", OPT_STR, log_level, "info", "error, warn, notice, info or debug"),
+	O("config", OPT_STR, config_file, NULL,
+	  "config file (default " FLT_SYSCONFDIR "/flotilla/flotilla.conf if it exists)"),
+	O("enable-v2", OPT_BOOL, enable_v2, "true", "accepted for etcd compatibility: v2 is always on"),
+};
+#undef O
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void strlist_release(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+int strlist_split(struct strlist *l, const char *s)
+{
+	strlist_release(l);
+	while (*s) {
+		const char *e = strchr(s, ',');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		char **nv;
+
+		while (len && isspace((unsigned char)*s))
+			s++, len--;
+		while (len && isspace((unsigned char)s[len - 1]))
+			len--;
+		if (len) {
+			nv = realloc(l->v, (l->n + 1) * sizeof(*l->v));
+			if (!nv)
+				return -ENOMEM;
+			l->v = nv;
+			l->v[l->n] = strndup(s, len);
+			if (!l->v[l->n])
+				return -ENOMEM;
+			l->n++;
+		}
+		if (!e)
+			break;
+		s = e + 1;
+	}
+	return 0;
+}
+
+static const struct opt *opt_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+		if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+/* Set one option from text. `from` says where the value came from, for the error message. */
+static int opt_set(struct config *c, const struct opt *o, const char *val, const char *from,
+		   char *err, size_t errlen)
+{
+	void *field = (char *)c + o->off;
+	char *end;
+
+	switch (o->type) {
+	case OPT_STR: {
+		char *dup = strdup(val);
+
+		if (!dup)
+			return -ENOMEM;
+		free(*(char **)field);
+		*(char **)field = dup;
+		return 0;
+	}
+	case OPT_LIST:
+		return strlist_split(field, val);
+	case OPT_U64: {
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(val, &end, 10);
+		if (errno || end == val || *end || val[0] == '-') {
+			seterr(err, errlen, "invalid value '%s' for %s '%s': not a non-negative integer",
+			       val, from, o->name);
+			return -EINVAL;
+		}
+		*(uint64_t *)field = v;
+		return 0;
+	}
+	case OPT_BOOL:
+		if (!strcmp(val, "true") || !strcmp(val, "1") || !strcmp(val, "yes"))
+			*(bool *)field = true;
+		else if (!strcmp(val, "false") || !strcmp(val, "0") || !strcmp(val, "no"))
+			*(bool *)field = false;
+		else {
+			seterr(err, errlen, "invalid value '%s' for %s '%s': not a boolean", val,
+			       from, o->name);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void usage(void)
+{
+	printf("usage: flotillad [flags]\n\n"
+	       "Runs one flotilla node: an etcd v2 compatible key/value store member and (later)\n"
+	       "the fleet-style scheduler and agent. Flags take --flag value, --flag=value or\n"
+	       "-flag value; each can also be set as FLOTILLA_<FLAG> in the environment (dashes\n"
+	       "as underscores, upper case) or as 'flag: value' in the config file.\n\n");
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++)
+		printf("  --%-30s %s%s%s\n", opts[i].name, opts[i].help,
+		       opts[i].def ? ", default " : "", opts[i].def ? opts[i].def : "");
+	printf("  --%-30s %s\n  --%-30s %s\n", "help", "print this help and exit", "version",
+	       "print the version and exit");
+}
+
+/* Config file: one `flag: value` or `flag = value` per line (so simple YAML works), '#'
+ * comments, blank lines ignored. */
+static int load_file(struct config *c, const char *path, bool must_exist, char *err,
+		     size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int r = 0;
+
+	if (!f) {
+		if (!must_exist && errno == ENOENT)
+			return 0;
+		seterr(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	while (getline(&line, &cap, f) > 0) {
+		char *p = line, *sep, *k, *v, *e;
+		const struct opt *o;
+		char from[300];
+
+		lineno++;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		sep = strpbrk(p, ":=");
+		if (!sep) {
+			seterr(err, errlen, "config file '%s' line %u: expected 'flag: value'", path,
+			       lineno);
+			r = -EINVAL;
+			break;
+		}
+		k = p;
+		e = sep;
+		while (e > k && isspace((unsigned char)e[-1]))
+			e--;
+		*e = '\0';
+		v = sep + 1;
+		while (isspace((unsigned char)*v))
+			v++;
+		e = v + strlen(v);
+		while (e > v && isspace((unsigned char)e[-1]))
+			e--;
+		*e = '\0';
+		if (e - v >= 2 && (*v == '"' || *v == '\'') && e[-1] == *v) {
+			e[-1] = '\0';
+			v++;
+		}
+		o = opt_find(k, strlen(k));
+		if (!o || !strcmp(k, "config")) {
+			seterr(err, errlen, "config file '%s' line %u: unknown setting '%s'", path,
+			       lineno, k);
+			r = -EINVAL;
+			break;
+		}
+		snprintf(from, sizeof(from), "config file '%s' line %u setting", path, lineno);
+		r = opt_set(c, o, v, from, err, errlen);
+		if (r < 0)
+			break;
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
+static int load_env(struct config *c, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		char env[64] = "FLOTILLA_";
+		size_t n = strlen(env);
+		const char *v;
+		int r;
+
+		for (const char *p = opts[i].name; *p && n < sizeof(env) - 1; p++)
+			env[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+		env[n] = '\0';
+		v = getenv(env);
+		if (!v || !strcmp(opts[i].name, "config"))
+			continue;
+		r = opt_set(c, &opts[i], v, "environment variable for", err, errlen);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Walk argv; with `only_config` just find --config (it must be read before the other flags
+ * so that flags win over the file). */
+static int load_args(struct config *c, int argc, char **argv, bool only_config, char *err,
+		     size_t errlen)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *name, *eq, *val;
+		const struct opt *o;
+		size_t len;
+		int r;
+
+		if (a[0] != '-' || !a[1]) {
+			seterr(err, errlen, "unexpected argument '%s'", a);
+			return -EINVAL;
+		}
+		name = a + (a[1] == '-' ? 2 : 1);
+		/* --help and --version act in the second pass, after every flag was checked. */
+		if (!strcmp(name, "help") || !strcmp(name, "h")) {
+			if (only_config)
+				continue;
+			usage();
+			return CONFIG_EXIT_OK;
+		}
+		if (!strcmp(name, "version")) {
+			if (only_config)
+				continue;
+			printf("flotillad %s (etcd v2 API 3.4)\n", FLT_VERSION);
+			return CONFIG_EXIT_OK;
+		}
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		o = opt_find(name, len);
+		if (!o) {
+			seterr(err, errlen, "unknown flag '%.*s' (see --help)", (int)len, name);
+			return -EINVAL;
+		}
+		if (eq)
+			val = eq + 1;
+		else if (o->type == OPT_BOOL && (i + 1 >= argc || argv[i + 1][0] == '-'))
+			val = "true";
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else {
+			seterr(err, errlen, "flag '%s' needs a value", o->name);
+			return -EINVAL;
+		}
+		if (only_config != !strcmp(o->name, "config"))
+			continue;
+		r = opt_set(c, o, val, "flag", err, errlen);
+		if (r < 0)
+			return r;
+	}
+	return CONFIG_OK;
+}
+
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen)
+{
+	const char *env_conf;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		if (!opts[i].def)
+			continue;
+		r = opt_set(c, &opts[i], opts[i].def, "default", err, errlen);
+		if (r < 0)
+			return r;
+	}
+	r = load_args(c, argc, argv, true, err, errlen);
+	if (r != CONFIG_OK)
+		return r;
+	env_conf = getenv("FLOTILLA_CONFIG");
+	if (c->config_file)
+		r = load_file(c, c->config_file, true, err, errlen);
+	else if (env_conf)
+		r = load_file(c, env_conf, true, err, errlen);
+	else
+		r = load_file(c, FLT_SYSCONFDIR "/flotilla/flotilla.conf", false, err, errlen);
+	if (r < 0)
+		return r;
+	r = load_env(c, err, errlen);
+	if (r < 0)
+		return r;
+	r = load_args(c, argc, argv, false, err, errlen);
+	if (r != CONFIG_OK)
+		return r;
+
+	if (!c->data_dir) {
+		struct buf b = BUF_INIT;
+
+		if (buf_printf(&b, "%s.etcd", c->name) < 0)
+			return -ENOMEM;
+		c->data_dir = buf_steal(&b);
+	}
+	if (!c->initial_cluster) {
+		struct buf b = BUF_INIT;
+
+		if (buf_printf(&b, "%s=%s", c->name,
+			       c->initial_advertise_peer_urls.n ? c->initial_advertise_peer_urls.v[0]
+								: "http://127.0.0.1:2380") < 0)
+			return -ENOMEM;
+		c->initial_cluster = buf_steal(&b);
+	}
+	if (strcmp(c->initial_cluster_state, "new") && strcmp(c->initial_cluster_state, "existing")) {
+		seterr(err, errlen, "invalid initial-cluster-state '%s': want 'new' or 'existing'",
+		       c->initial_cluster_state);
+		return -EINVAL;
+	}
+	if (log_level_parse(c->log_level) < 0) {
+		seterr(err, errlen, "invalid log-level '%s': want error, warn, notice, info or debug",
+		       c->log_level);
+		return -EINVAL;
+	}
+	if (!c->listen_client_urls.n) {
+		seterr(err, errlen, "listen-client-urls is empty: nothing to serve clients on");
+		return -EINVAL;
+	}
+	if (c->election_timeout < 5 * c->heartbeat_interval || !c->heartbeat_interval) {
+		seterr(err, errlen,
+		       "election-timeout (%llu ms) must be at least 5 times heartbeat-interval (%llu ms)",
+		       (unsigned long long)c->election_timeout,
+		       (unsigned long long)c->heartbeat_interval);
+		return -EINVAL;
+	}
+	return CONFIG_OK;
+}
+
+void config_release(struct config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(opts); i++) {
+		void *field = (char *)c + opts[i].off;
+
+		if (opts[i].type == OPT_STR) {
+			free(*(char **)field);
+			*(char **)field = NULL;
+		} else if (opts[i].type == OPT_LIST) {
+			strlist_release(field);
+		}
+	}
+}

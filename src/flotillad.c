@@ -1,0 +1,227 @@
+/* flotillad: one flotilla node. main() reads the settings, opens the store and its log, binds
+ * the client listeners and runs the one libev loop until SIGTERM/SIGINT; `struct daemon` owns
+ * every module so that nothing hides in globals. */
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+
+#include "api/api.h"
+#include "config.h"
+#include "http/web.h"
+#include "node.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/util.h"
+
+/* How often the TTL clock is checked; an expired key goes at most this late. */
+#define TTL_CHECK_INTERVAL 0.1
+
+struct daemon {
+	struct ev_loop *loop;
+	struct config cfg;
+	struct store *store;
+	struct node *node;
+	struct web_server *web;
+	struct api api;
+	ev_signal sigterm_w, sigint_w;
+	ev_timer ttl_w;
+	bool sync_in_flight; /* a TTL sync entry is proposed and not yet applied */
+};
+
+/* FNV-1a: member and cluster ids derived from the configuration, stable across restarts. */
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	log_notice("received %s, shutting down", strsignal(w->signum));
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void sync_done(void *ctx, int err, const struct store_result *res, uint64_t index)
+{
+	struct daemon *d = ctx;
+
+	(void)res;
+	(void)index;
+	d->sync_in_flight = false;
+	if (err < 0)
+		log_warn("cannot commit a TTL sync: %s", flt_strerror(err));
+}
+
+/* Time enters the store only through the log: when a key's expiration has passed on this
+ * leader's clock, propose an entry stamped with the time, and applying it expires the keys. */
+static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = container_of(w, struct daemon, ttl_w);
+	int64_t now = flt_realtime_ns();
+	struct buf b = BUF_INIT;
+	struct store_cmd cmd;
+	int r;
+
+	(void)loop;
+	(void)revents;
+	if (d->sync_in_flight || store_next_expiry(d->store) > now || !node_is_leader(d->node))
+		return;
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.op = STORE_OP_SYNC;
+	cmd.time_ns = now;
+	r = store_cmd_encode(&cmd, &b);
+	if (r >= 0)
+		r = node_propose(d->node, b.data, b.len, sync_done, d);
+	buf_release(&b);
+	if (r < 0)
+		log_warn("cannot propose a TTL sync: %s", flt_strerror(r));
+	else
+		d->sync_in_flight = true;
+}
+
+/* A daemon holds a file descriptor per client connection: take all the kernel allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open file limit: %s", strerror(errno));
+	}
+}
+
+static int daemon_start(struct daemon *d)
+{
+	struct node_config ncfg = {0};
+	struct web_limits lim;
+	uint64_t member_id, cluster_id;
+	int r;
+
+	member_id = fnv1a(0xcbf29ce484222325ULL, d->cfg.initial_cluster_token);
+	for (size_t i = 0; i < d->cfg.initial_advertise_peer_urls.n; i++)
+		member_id = fnv1a(member_id, d->cfg.initial_advertise_peer_urls.v[i]);
+	member_id = fnv1a(member_id, d->cfg.name);
+	cluster_id = fnv1a(fnv1a(0xcbf29ce484222325ULL, d->cfg.initial_cluster_token),
+			   d->cfg.initial_cluster);
+
+	r = store_new(&d->store);
+	if (r < 0) {
+		log_error("cannot create the store: %s", flt_strerror(r));
+		return r;
+	}
+	ncfg.data_dir = d->cfg.data_dir;
+	ncfg.snapshot_count = d->cfg.snapshot_count;
+	ncfg.member_id = member_id;
+	ncfg.cluster_id = cluster_id;
+	r = node_new(d->loop, &ncfg, d->store, &d->node);
+	if (r < 0)
+		return r; /* node_new logged why */
+
+	web_limits_default(&lim);
+	lim.max_body = d->cfg.max_request_bytes;
+	d->api.loop = d->loop;
+	d->api.store = d->store;
+	d->api.node = d->node;
+	d->api.name = d->cfg.name;
+	d->api.client_urls = (const char *const *)d->cfg.advertise_client_urls.v;
+	d->api.nclient_urls = d->cfg.advertise_client_urls.n;
+	d->api.peer_urls = (const char *const *)d->cfg.initial_advertise_peer_urls.v;
+	d->api.npeer_urls = d->cfg.initial_advertise_peer_urls.n;
+	d->api.max_watches = (unsigned)d->cfg.max_watches;
+	d->api.stats.start_time_ns = flt_realtime_ns();
+	snprintf(d->api.cluster_id_hex, sizeof(d->api.cluster_id_hex), "%llx",
+		 (unsigned long long)cluster_id);
+	snprintf(d->api.member_id_hex, sizeof(d->api.member_id_hex), "%llx",
+		 (unsigned long long)member_id);
+	r = web_server_new(d->loop, &lim, api_handle, &d->api, &d->web);
+	if (r < 0) {
+		log_error("cannot create the HTTP server: %s", flt_strerror(r));
+		return r;
+	}
+	d->api.servers = &d->web;
+	d->api.nservers = 1;
+	for (size_t i = 0; i < d->cfg.listen_client_urls.n; i++) {
+		r = web_listen(d->web, d->cfg.listen_client_urls.v[i]);
+		if (r < 0) {
+			log_error("cannot listen on '%s': %s", d->cfg.listen_client_urls.v[i],
+				  flt_strerror(r));
+			return r;
+		}
+		log_info("serving client requests on '%s'", d->cfg.listen_client_urls.v[i]);
+	}
+
+	ev_signal_init(&d->sigterm_w, on_signal, SIGTERM);
+	ev_signal_init(&d->sigint_w, on_signal, SIGINT);
+	ev_signal_start(d->loop, &d->sigterm_w);
+	ev_signal_start(d->loop, &d->sigint_w);
+	ev_timer_init(&d->ttl_w, on_ttl_tick, TTL_CHECK_INTERVAL, TTL_CHECK_INTERVAL);
+	ev_timer_start(d->loop, &d->ttl_w);
+	return 0;
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	/* Connections first (their pending requests answer nothing more), then the log, which
+	 * syncs what it holds, then the store. */
+	web_server_free(d->web);
+	node_free(d->node);
+	store_free(d->store);
+	if (d->loop) {
+		ev_signal_stop(d->loop, &d->sigterm_w);
+		ev_signal_stop(d->loop, &d->sigint_w);
+		ev_timer_stop(d->loop, &d->ttl_w);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d;
+	char err[512] = "";
+	int r;
+
+	memset(&d, 0, sizeof(d));
+	r = config_load(&d.cfg, argc, argv, err, sizeof(err));
+	if (r == CONFIG_EXIT_OK) {
+		config_release(&d.cfg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "flotillad: %s\n", err[0] ? err : flt_strerror(r));
+		config_release(&d.cfg);
+		return 2;
+	}
+	log_set_level(log_level_parse(d.cfg.log_level));
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+
+	d.loop = ev_default_loop(EVFLAG_AUTO);
+	if (!d.loop) {
+		log_error("cannot initialise the event loop");
+		return 1;
+	}
+	log_info("flotillad %s starting: name '%s', data dir '%s'", FLT_VERSION, d.cfg.name,
+		 d.cfg.data_dir);
+	r = daemon_start(&d);
+	if (r >= 0) {
+		sd_notify(0, "READY=1");
+		ev_run(d.loop, 0);
+		sd_notify(0, "STOPPING=1");
+	}
+	daemon_stop(&d);
+	ev_loop_destroy(d.loop);
+	config_release(&d.cfg);
+	log_info("flotillad stopped");
+	return r < 0 ? 1 : 0;
+}

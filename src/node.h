@@ -1,0 +1,64 @@
+/* The log path: every write to the store is a log entry that is persisted (group-committed with
+ * one fdatasync per loop turn), committed and then applied to the store, in index order, on every
+ * replica. Today the cluster has one member, so an entry commits as soon as it is on disk; the Raft
+ * issue puts the replicated core (src/raft) behind this same interface. */
+#ifndef FLT_NODE_H
+#define FLT_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct node;
+struct store;
+struct store_result;
+
+struct node_config {
+	const char *data_dir;      /* holds wal/ and snap/ */
+	uint64_t snapshot_count;   /* applied entries between snapshots (etcd's --snapshot-count) */
+	uint64_t member_id;
+	uint64_t cluster_id;
+};
+
+/* Open (or create) the data dir, load the newest snapshot into `store` (borrowed, must outlive the
+ * node), replay the WAL after it. A corrupt WAL or snapshot fails with FLT_ECORRUPT after logging
+ * the file and offset; a torn last record is truncated (and logged). */
+int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *store,
+	     struct node **ret);
+/* Flush what is pending (so nothing acknowledged-to-be is dropped silently: pending proposals
+ * fail with FLT_ESTOPPED) and free. Accepts NULL. */
+void node_free(struct node *n);
+
+/* Called when the entry is applied (err 0, `res` is the store's result, borrowed for the call)
+ * or can no longer be (err < 0, res NULL). `raft_index` is the entry's log index. */
+typedef void (*node_done_fn)(void *ctx, int err, const struct store_result *res,
+			     uint64_t raft_index);
+
+/* Propose one store command (encoded by store_cmd_encode). `data` is copied. The callback runs
+ * from the loop, never from inside this call. Returns 0, -ENOMEM, or FLT_ENOTLEADER. */
+int node_propose(struct node *n, const void *data, size_t len, node_done_fn cb, void *ctx);
+
+/* Linearizable read barrier (etcd's quorum=true): `cb` runs once every entry committed before
+ * the call is applied. Same callback contract as node_propose, with res NULL. */
+int node_read_barrier(struct node *n, node_done_fn cb, void *ctx);
+
+uint64_t node_term(const struct node *n);
+uint64_t node_commit_index(const struct node *n);
+uint64_t node_applied_index(const struct node *n);
+bool node_is_leader(const struct node *n);
+uint64_t node_member_id(const struct node *n);
+uint64_t node_cluster_id(const struct node *n);
+
+/* Counters for /v2/stats and /metrics. */
+struct node_stats {
+	uint64_t proposals;       /* accepted proposals */
+	uint64_t proposals_failed;
+	uint64_t syncs;           /* fdatasync calls of the WAL */
+	uint64_t entries_synced;  /* entries those syncs covered */
+	uint64_t snapshots;
+	uint64_t wal_bytes;
+};
+void node_get_stats(const struct node *n, struct node_stats *ret);
+
+#endif

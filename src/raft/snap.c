@@ -1,0 +1,396 @@
+/* Snapshot files (see wal.h): one file per snapshot, made durable by temp file + fsync + rename +
+ * directory fsync, checked by crc32c on load. The newest one must be intact: the WAL may already
+ * be compacted past an older one, so falling back would silently lose entries. */
+#include "raft/wal.h"
+
+#include "util/buf.h"
+#include "util/crc32c.h"
+#include "util/err.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* [8-byte magic, last byte the format version][u32 crc of the rest][u64 index][u64 term][data] */
+static const unsigned char snap_magic[8] = {'F', 'L', 'O', 'T', 'S', 'N', 'P', 1};
+#define SNAP_HDR      28
+#define SNAP_NAME_LEN 38 /* <term:016x>-<index:016x>.snap */
+#define SNAP_KEEP     2
+
+struct snap_name {
+	uint64_t term, index;
+};
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int snap_err(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int snap_err(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+static int mkdir_p(const char *path)
+{
+	char *p = strdup(path);
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			r = -errno;
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return r;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *data, size_t len)
+{
+	char *p = data;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO; /* the file shrank under us */
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static bool parse_hex16(const char *s, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 16; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*ret = v;
+	return true;
+}
+
+static bool parse_snap_name(const char *n, size_t l, struct snap_name *ret)
+{
+	return l == SNAP_NAME_LEN && n[16] == '-' && memcmp(n + 33, ".snap", 5) == 0 &&
+	       parse_hex16(n, &ret->term) && parse_hex16(n + 17, &ret->index);
+}
+
+static int name_cmp_desc(const void *a, const void *b)
+{
+	const struct snap_name *x = a, *y = b;
+
+	if (x->index != y->index)
+		return x->index > y->index ? -1 : 1;
+	if (x->term != y->term)
+		return x->term > y->term ? -1 : 1;
+	return 0;
+}
+
+static char *snap_path(const char *dir, const struct snap_name *s, const char *suffix)
+{
+	struct buf b = BUF_INIT;
+
+	if (buf_printf(&b, "%s/%016" PRIx64 "-%016" PRIx64 ".snap%s", dir, s->term, s->index,
+	               suffix) < 0) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
+/* The snapshots in `dir`, newest first (owned array in *ret). Stray temp files of interrupted
+ * saves are removed when `clean_tmp`. Returns the count or -errno (-ENOENT: no directory). */
+static int list_snaps(const char *dir, bool clean_tmp, struct snap_name **ret)
+{
+	DIR *d = opendir(dir);
+	struct snap_name *v = NULL, s;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int r = 0;
+
+	if (!d)
+		return -errno;
+	for (;;) {
+		size_t l;
+
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			r = errno ? -errno : 0;
+			break;
+		}
+		l = strlen(de->d_name);
+		if (clean_tmp && l == SNAP_NAME_LEN + 4 &&
+		    strcmp(de->d_name + SNAP_NAME_LEN, ".tmp") == 0 &&
+		    parse_snap_name(de->d_name, SNAP_NAME_LEN, &s)) {
+			unlinkat(dirfd(d), de->d_name, 0); /* best effort: only wasted space */
+			continue;
+		}
+		if (!parse_snap_name(de->d_name, l, &s))
+			continue;
+		if (n == cap) {
+			struct snap_name *nv;
+
+			cap = cap ? cap * 2 : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n++] = s;
+	}
+	closedir(d);
+	if (r < 0 || n > INT32_MAX) {
+		free(v);
+		return r < 0 ? r : -EOVERFLOW;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), name_cmp_desc);
+	*ret = v;
+	return (int)n;
+}
+
+int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, size_t len)
+{
+	struct snap_name s = {term, index}, *all = NULL;
+	char *tmp = NULL, *path = NULL;
+	unsigned char h[SNAP_HDR];
+	uint32_t crc;
+	int fd = -1, r, n;
+
+	r = mkdir_p(dir);
+	if (r < 0)
+		return r;
+	tmp = snap_path(dir, &s, ".tmp");
+	path = snap_path(dir, &s, "");
+	if (!tmp || !path) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(h, snap_magic, sizeof(snap_magic));
+	put_le64(h + 12, index);
+	put_le64(h + 20, term);
+	crc = crc32c(0, h + 12, SNAP_HDR - 12);
+	crc = crc32c(crc, data, len);
+	for (int i = 0; i < 4; i++)
+		h[8 + i] = (unsigned char)(crc >> (8 * i));
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = write_all(fd, h, sizeof(h));
+	if (r >= 0)
+		r = write_all(fd, data, len);
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r >= 0)
+		r = -errno;
+	fd = -1;
+	if (r >= 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	r = fsync_dir(dir);
+	if (r < 0)
+		goto out;
+
+	/* Keep the two newest: the previous one is a spare for inspection, not a fallback. */
+	n = list_snaps(dir, true, &all);
+	for (int i = SNAP_KEEP; i < n; i++) {
+		char *old = snap_path(dir, &all[i], "");
+
+		if (old)
+			unlink(old); /* best effort: a leftover only costs space */
+		free(old);
+	}
+	free(all);
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	free(path);
+	return r;
+}
+
+int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, struct buf *out,
+                     char *err, size_t errlen)
+{
+	struct snap_name *all = NULL;
+	struct buf data = BUF_INIT;
+	unsigned char h[SNAP_HDR];
+	char *path = NULL;
+	struct stat st;
+	uint32_t crc;
+	size_t plen;
+	int fd = -1, n, r;
+
+	n = list_snaps(dir, false, &all);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return snap_err(err, errlen, n, "cannot list '%s': %s", dir, strerror(-n));
+	if (n == 0) {
+		free(all);
+		return 0;
+	}
+	path = snap_path(dir, &all[0], "");
+	if (!path) {
+		r = -ENOMEM;
+		goto out;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		r = snap_err(err, errlen, -errno, "cannot open '%s': %s", path, strerror(errno));
+		goto out;
+	}
+	if ((uint64_t)st.st_size < SNAP_HDR) {
+		r = snap_err(err, errlen, FLT_ECORRUPT,
+		             "file '%s': too short for a snapshot (%jd bytes)", path,
+		             (intmax_t)st.st_size);
+		goto out;
+	}
+	if ((uint64_t)st.st_size - SNAP_HDR > SIZE_MAX - 1) {
+		r = snap_err(err, errlen, FLT_ETOOBIG, "file '%s': too large", path);
+		goto out;
+	}
+	plen = (size_t)st.st_size - SNAP_HDR;
+	r = read_all(fd, h, sizeof(h));
+	if (r >= 0)
+		r = buf_reserve(&data, plen);
+	if (r >= 0)
+		r = read_all(fd, data.data, plen);
+	if (r < 0) {
+		snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
+		goto out;
+	}
+	data.len = plen;
+	data.data[plen] = '\0';
+	if (memcmp(h, snap_magic, sizeof(snap_magic) - 1) != 0) {
+		r = snap_err(err, errlen, FLT_ECORRUPT,
+		             "file '%s': not a flotilla snapshot (bad magic)", path);
+		goto out;
+	}
+	if (h[7] != snap_magic[7]) {
+		r = snap_err(
+		    err, errlen, FLT_EVERSION,
+		    "file '%s': snapshot format version %u is not supported (this build reads "
+		    "version %u)",
+		    path, h[7], snap_magic[7]);
+		goto out;
+	}
+	crc = crc32c(0, h + 12, SNAP_HDR - 12);
+	crc = crc32c(crc, data.data, plen);
+	if (crc != ((uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
+	            (uint32_t)h[11] << 24)) {
+		r = snap_err(err, errlen, FLT_ECORRUPT, "file '%s': checksum mismatch", path);
+		goto out;
+	}
+	if (get_le64(h + 12) != all[0].index || get_le64(h + 20) != all[0].term) {
+		r = snap_err(err, errlen, FLT_ECORRUPT,
+		             "file '%s': contents are of index %" PRIu64 " term %" PRIu64
+		             ", the name disagrees",
+		             path, get_le64(h + 12), get_le64(h + 20));
+		goto out;
+	}
+	*ret_index = all[0].index;
+	*ret_term = all[0].term;
+	buf_release(out);
+	*out = data;
+	data = (struct buf)BUF_INIT;
+	r = 1;
+out:
+	if (r == -ENOMEM)
+		snap_err(err, errlen, r, "out of memory loading a snapshot from '%s'", dir);
+	if (fd >= 0)
+		close(fd);
+	buf_release(&data);
+	free(path);
+	free(all);
+	return r;
+}

@@ -1,0 +1,73 @@
+# Shared helpers of the integration scripts: free ports, starting and stopping real flotillad
+# processes with deadlines (never sleeps-and-hopes), and a trap that stops only our own PIDs.
+# Source it; it expects FLT_BUILDDIR (set by `make check`) or defaults to ./build.
+
+set -u
+FLT_BUILDDIR=${FLT_BUILDDIR:-$(pwd)/build}
+FLT_SRCDIR=${FLT_SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+FLOTILLAD=$FLT_BUILDDIR/flotillad
+FLOTCTL=$FLT_BUILDDIR/flotctl
+PY=/usr/bin/python3 # Debian's python3-etcd lives in the system interpreter's path
+
+T_PIDS=()
+T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/flt-test.XXXXXX")
+t_cleanup() {
+	local p
+	for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+note() { echo "# $*"; }
+
+# A TCP port nobody listens on now (the kernel's pick, released at once).
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Poll `cmd...` until it succeeds or SECONDS pass. Returns 1 on timeout.
+wait_for() {
+	local secs=$1
+	shift
+	local end=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.05
+	done
+}
+
+# start_node NAME DATADIR PORT [extra flags...]: starts flotillad in the background, logs to
+# $T_TMP/NAME.log, waits for /health. Sets NODE_PID.
+start_node() {
+	local name=$1 dir=$2 port=$3
+	shift 3
+	"$FLOTILLAD" --name "$name" --data-dir "$dir" \
+		--listen-client-urls "http://127.0.0.1:$port" \
+		--advertise-client-urls "http://127.0.0.1:$port" "$@" >>"$T_TMP/$name.log" 2>&1 &
+	NODE_PID=$!
+	T_PIDS+=("$NODE_PID")
+	if ! wait_for 10 curl -sf "http://127.0.0.1:$port/health"; then
+		cat "$T_TMP/$name.log" >&2
+		fail "flotillad '$name' did not become healthy on port $port within 10 s"
+	fi
+}
+
+# stop_node PID [SIGNAL]: signal and wait for exit (10 s deadline).
+stop_node() {
+	local pid=$1 sig=${2:-TERM} end=$((SECONDS + 10))
+	kill -"$sig" "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null; do
+		[ $SECONDS -lt $end ] || fail "process $pid did not exit after SIG$sig"
+		sleep 0.05
+	done
+	wait "$pid" 2>/dev/null || true
+	# Reaped: forget it, so the exit trap never signals a PID the system may have reused.
+	local kept=() p
+	for p in "${T_PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+	T_PIDS=("${kept[@]}")
+}
