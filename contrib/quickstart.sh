@@ -19,25 +19,29 @@ build() { # build DIR [configure flags...]
 	(cd "$dir" && { [ -f Makefile ] || ../configure -q "$@"; } && make -s -j"$jobs" all)
 }
 
-# Runs `make check` in DIR and adds its results to the totals. Returns make's status.
+# Runs `make check` in DIR and adds the counts of its summary to the totals.
 passed=0
 failed=0
 suite() { # suite DIR LABEL [make args...]
-	local dir=$1 label=$2 rc=0 p f
+	local dir=$1 label=$2 rc=0 p f out
 	shift 2
 	echo "== $label"
-	(cd "$dir" && make -s -j"$jobs" check "$@") || rc=$?
-	p=$(cat "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null | grep -c '^:test-result: PASS' || true)
-	f=$(cat "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null | grep -c -E '^:test-result: (FAIL|ERROR|XPASS)' || true)
+	out=$(mktemp)
+	(cd "$dir" && make -s -j"$jobs" check AM_COLOR_TESTS=no "$@") >"$out" 2>&1 || rc=$?
+	grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):' "$out" || true
+	p=$(sed -n 's/^# PASS: *//p' "$out" | tail -n 1)
+	f=$(sed -n -E 's/^# (FAIL|ERROR|XPASS): *//p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+	p=${p:-0}
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-		f=1 # the harness itself failed (build error, ...): count it
+		tail -n 40 "$out"
+		f=1 # the harness itself failed (a build error, ...): count it
 	fi
-	for log in "$dir"/tests/*/*.log; do
-		[ -f "${log%.log}.trs" ] || continue
-		grep -q -E '^:test-result: (FAIL|ERROR|XPASS)' "${log%.log}.trs" || continue
-		echo "---- $label: ${log#"$dir"/} ----"
-		tail -n 60 "$log"
+	# Show the log of every failed test.
+	for trs in $(grep -l -E '^:test-result: (FAIL|ERROR|XPASS)' "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null); do
+		echo "---- $label: ${trs#"$dir"/} ----"
+		tail -n 60 "${trs%.trs}.log"
 	done
+	rm -f "$out"
 	echo "$label: $p passed, $f failed"
 	passed=$((passed + p))
 	failed=$((failed + f))
@@ -66,6 +70,14 @@ check)
 	bash contrib/install-deps.sh
 	build build
 	suite build "tests"
+	if [ "${FLT_SKIP_VALGRIND:-}" != 1 ]; then
+		# The unit test programs, and the daemon through two client suites, under valgrind:
+		# any leak or invalid access fails them.
+		vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
+		units=$(cd tests/unit && ls test_*.c | sed 's|^|tests/unit/|; s|\.c$||' | tr '\n' ' ')
+		FLT_WRAP=$vg suite build "tests under valgrind" LOG_COMPILER="$vg" \
+			TESTS="$units tests/integration/etcd_fixtures.sh tests/integration/python_etcd_compat.sh"
+	fi
 	if [ "${FLT_SKIP_ASAN:-}" != 1 ]; then
 		rc=0
 		build build-asan --enable-sanitizers || rc=$?

@@ -1,5 +1,6 @@
-/* The HTTP/1.1 server (see web.h). The only file that knows http-parser: moving to llhttp means
- * rewriting the parser callbacks here and nothing else.
+/* The HTTP/1.1 server (see web.h): listeners, connections, parsing and dispatch; responses are
+ * formatted in web_out.c (web_int.h holds what both share). The only file that knows http-parser:
+ * moving to llhttp means rewriting the parser callbacks here and nothing else.
  *
  * Data path, chosen for throughput: one read per wake-up into a buffer shared by all connections,
  * parse every request present (each request copies what it needs, so the shared buffer is free
@@ -7,6 +8,7 @@
  * ev_prepare watcher writes with one send() right before the loop sleeps. Requests come from a
  * free list, so a keep-alive connection in steady state does not call malloc. */
 #include "http/web.h"
+#include "http/web_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,7 +21,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -29,11 +30,6 @@
 #include "util/buf.h"
 #include "util/util.h"
 
-/* Stop parsing a client's requests while more than OUT_HIGH waits to be sent to it; a stream
- * that keeps writing past OUT_HARD to a client that does not read loses its connection. */
-#define OUT_HIGH       (4u << 20)
-#define OUT_HARD       (64u << 20)
-#define READ_SIZE      (64 * 1024)
 #define MAX_HEADERS    128
 #define POOL_MAX       256         /* idle requests kept for reuse */
 #define KEEP_CAP       (64 * 1024) /* connection buffers grown past this are released */
@@ -44,83 +40,6 @@
 #define LINGER_BYTES   (1 << 20) /* ... or this many bytes, whichever comes first */
 #define LISTEN_BACKLOG 1024
 
-struct web_conn;
-
-struct req_list {
-	struct web_req *head, *tail;
-	unsigned n;
-};
-
-enum req_state {
-	RQ_PARSING,   /* headers or body still arriving */
-	RQ_HANDLER,   /* complete, waiting for the handler */
-	RQ_STREAMING, /* chunked response begun */
-	RQ_DONE,      /* response complete (maybe still waiting in r->resp for its turn) */
-};
-
-struct req_hdr {
-	size_t name, value; /* offsets into head */
-};
-
-struct web_req {
-	struct web_conn *c;    /* NULL once the client is gone */
-	struct web_server *s;  /* NULL once the server is gone */
-	struct req_list *list; /* the list the request sits on, if any */
-	struct web_req *prev, *next;
-
-	/* Kept across reuse from the pool. */
-	struct buf head; /* url\0 name\0 value\0 ... */
-	struct req_hdr *hdr;
-	size_t hdr_cap;
-	struct buf body;
-	struct buf resp; /* response bytes waiting for earlier responses on the connection */
-
-	/* Reset for every request. */
-	size_t nhdr;
-	size_t url_len;
-	size_t head_bytes;
-	const char *method, *path, *query;
-	unsigned short major, minor;
-	enum req_state state;
-	bool url_done, in_field, keep_alive, is_head, chunked_out;
-	bool want_continue, continue_sent;
-	void *data;
-	void (*on_close)(struct web_req *r, void *ctx);
-	void *close_ctx;
-	char peer[64]; /* filled when the connection goes away (until then the conn's is used) */
-};
-
-struct web_conn {
-	struct web_server *s;
-	struct web_conn *prev, *next;   /* server's connections */
-	struct web_conn *fprev, *fnext; /* server's flush list */
-	bool in_flush;
-	struct stream st;
-	ev_timer timer;
-	http_parser parser;
-	struct web_req *cur;      /* request being parsed */
-	struct web_req *dispatch; /* request just completed by the parser, handler not yet called */
-	struct req_list queue; /* requests whose responses have not all gone to `out`, in order */
-	struct buf in;         /* unparsed input while parsing is held */
-	size_t in_off;
-	struct buf out; /* bytes to send */
-	size_t out_off;
-	double last_active; /* last read or write progress (ev_now) */
-	double req_start;   /* when `cur` began */
-	double linger_at;
-	size_t linger_bytes;
-	int err_status;  /* set by a parser callback that rejects the request */
-	bool held;       /* parsing stopped: pipeline full or output backed up */
-	bool resume;     /* held, and the reason may be gone: retry at the next flush */
-	bool stop_parse; /* no more requests from this client (error, Connection: close) */
-	bool closing;    /* close once `out` is sent */
-	bool eof;        /* the client closed its side */
-	bool lingering;  /* final response sent, FIN sent, draining input before close */
-	bool fatal;      /* close at the next flush without sending more */
-	bool is_unix;
-	char peer[64];
-};
-
 struct web_listener {
 	struct web_server *s;
 	ev_io io;
@@ -129,25 +48,17 @@ struct web_listener {
 	char *unix_path; /* owned; unlinked when the server goes */
 };
 
-struct web_server {
-	struct ev_loop *loop;
-	struct web_limits lim;
-	web_handler_fn handler;
-	void *ud;
-	struct web_listener **ls;
-	size_t nls;
-	ev_timer accept_pause; /* running while out of file descriptors */
-	ev_prepare flusher;    /* writes gathered output right before the loop sleeps */
-	struct web_conn *conns;
-	unsigned nconns;
-	struct web_conn *fhead, *ftail;
-	struct req_list orphans; /* requests whose client is gone, not yet completed */
-	struct web_req *pool;
-	unsigned npool;
-	time_t date_sec;
-	char date[64]; /* "Date: ...\r\n" for date_sec */
-	char rbuf[READ_SIZE];
+/* A connection and its parser. The parser state lives here, not in struct web_conn, so that
+ * web_int.h and web_out.c never see http-parser. */
+struct conn_with_parser {
+	struct web_conn c;
+	http_parser parser;
 };
+
+static http_parser *conn_parser(struct web_conn *c)
+{
+	return &container_of(c, struct conn_with_parser, c)->parser;
+}
 
 static const http_parser_settings parser_settings;
 
@@ -184,25 +95,6 @@ static void rl_del(struct web_req *r)
 	l->n--;
 	r->list = NULL;
 	r->prev = r->next = NULL;
-}
-
-static size_t out_pending(const struct web_conn *c)
-{
-	return c->out.len - c->out_off;
-}
-
-static const char *server_date(struct web_server *s)
-{
-	time_t now = (time_t)ev_now(s->loop);
-	struct tm tm;
-
-	if (now != s->date_sec || !s->date[0]) {
-		gmtime_r(&now, &tm);
-		if (!strftime(s->date, sizeof(s->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm))
-			s->date[0] = '\0';
-		s->date_sec = now;
-	}
-	return s->date;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -266,7 +158,7 @@ static void buf_trim(struct buf *b, size_t keep)
 }
 
 /* Back to the pool while the server lives, else really freed. */
-static void req_free(struct web_req *r)
+void web_req_free(struct web_req *r)
 {
 	struct web_server *s = r->s;
 
@@ -294,7 +186,7 @@ static void req_free(struct web_req *r)
 
 static void server_update_accept(struct web_server *s);
 
-static void conn_schedule(struct web_conn *c)
+void web_conn_schedule(struct web_conn *c)
 {
 	struct web_server *s = c->s;
 
@@ -338,7 +230,7 @@ static void conn_orphan_all(struct web_conn *c)
 	struct web_req *r;
 
 	if (c->cur) {
-		req_free(c->cur);
+		web_req_free(c->cur);
 		c->cur = NULL;
 	}
 	c->dispatch = NULL; /* only set inside conn_parse, where nothing closes */
@@ -346,7 +238,7 @@ static void conn_orphan_all(struct web_conn *c)
 		rl_del(r);
 		r->c = NULL;
 		if (r->state == RQ_DONE) {
-			req_free(r);
+			web_req_free(r);
 			continue;
 		}
 		memcpy(r->peer, c->peer, sizeof(r->peer));
@@ -380,7 +272,7 @@ static void conn_close(struct web_conn *c)
 	conn_orphan_all(c);
 	buf_release(&c->in);
 	buf_release(&c->out);
-	free(c);
+	free(container_of(c, struct conn_with_parser, c));
 	server_update_accept(s);
 }
 
@@ -395,7 +287,7 @@ static bool conn_busy(const struct web_conn *c)
 	return false;
 }
 
-static bool conn_must_hold(const struct web_conn *c)
+bool web_conn_must_hold(const struct web_conn *c)
 {
 	return conn_busy(c) || c->queue.n > c->s->lim.max_pipeline || out_pending(c) > OUT_HIGH;
 }
@@ -465,377 +357,10 @@ static void conn_flush(struct web_conn *c)
 		conn_finish(c);
 		return;
 	}
-	if (c->held && !conn_must_hold(c)) {
+	if (c->held && !web_conn_must_hold(c)) {
 		c->resume = true;
-		conn_schedule(c);
+		web_conn_schedule(c);
 	}
-}
-
-/* ---------------------------------------------------------------------------------------------
- * responses */
-
-const char *web_status_text(int status)
-{
-	switch (status) {
-	case 100:
-		return "Continue";
-	case 101:
-		return "Switching Protocols";
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 202:
-		return "Accepted";
-	case 203:
-		return "Non-Authoritative Information";
-	case 204:
-		return "No Content";
-	case 205:
-		return "Reset Content";
-	case 206:
-		return "Partial Content";
-	case 300:
-		return "Multiple Choices";
-	case 301:
-		return "Moved Permanently";
-	case 302:
-		return "Found";
-	case 303:
-		return "See Other";
-	case 304:
-		return "Not Modified";
-	case 307:
-		return "Temporary Redirect";
-	case 308:
-		return "Permanent Redirect";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 402:
-		return "Payment Required";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 406:
-		return "Not Acceptable";
-	case 407:
-		return "Proxy Authentication Required";
-	case 408:
-		return "Request Timeout";
-	case 409:
-		return "Conflict";
-	case 410:
-		return "Gone";
-	case 411:
-		return "Length Required";
-	case 412:
-		return "Precondition Failed";
-	case 413:
-		return "Request Entity Too Large";
-	case 414:
-		return "Request URI Too Long";
-	case 415:
-		return "Unsupported Media Type";
-	case 416:
-		return "Requested Range Not Satisfiable";
-	case 417:
-		return "Expectation Failed";
-	case 422:
-		return "Unprocessable Entity";
-	case 425:
-		return "Too Early";
-	case 426:
-		return "Upgrade Required";
-	case 428:
-		return "Precondition Required";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 451:
-		return "Unavailable For Legal Reasons";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 502:
-		return "Bad Gateway";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	case 505:
-		return "HTTP Version Not Supported";
-	case 507:
-		return "Insufficient Storage";
-	default:
-		return "Unknown";
-	}
-}
-
-/* Header values come partly from clients (key names in Location...): never let CR or LF through,
- * or a value could add headers of its own. */
-static int put_value(struct buf *o, const char *v)
-{
-	size_t n = strlen(v), i;
-	int e = buf_append(o, v, n);
-
-	if (e < 0)
-		return e;
-	for (i = o->len - n; i < o->len; i++)
-		if (o->data[i] == '\r' || o->data[i] == '\n')
-			o->data[i] = ' ';
-	return 0;
-}
-
-static bool value_has_token(const char *v, const char *tok)
-{
-	size_t n = strlen(tok);
-
-	while (*v) {
-		while (*v == ' ' || *v == '\t' || *v == ',')
-			v++;
-		if (!strncasecmp(v, tok, n) &&
-		    (v[n] == '\0' || v[n] == ',' || v[n] == ' ' || v[n] == '\t'))
-			return true;
-		while (*v && *v != ',')
-			v++;
-	}
-	return false;
-}
-
-/* Status line and headers. `clen` < 0: a streamed body. The OR of buf results is negative iff one
- * of them failed (they return 0 or -ENOMEM). */
-static int put_head(struct web_req *r, struct buf *o, int status, const struct web_header *h,
-                    size_t n, long long clen)
-{
-	size_t i, need = 160;
-	int e;
-
-	if (status < 100 || status > 999)
-		status = 500;
-	for (i = 0; i < n; i++)
-		need += strlen(h[i].name) + strlen(h[i].value) + 4;
-	e = buf_reserve(o, need + (clen > 0 && !r->is_head ? (size_t)clen : 0));
-	if (e < 0)
-		return e;
-	e |= buf_puts(o, r->minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-	e |= buf_put_u64(o, (uint64_t)status);
-	e |= buf_putc(o, ' ');
-	e |= buf_puts(o, web_status_text(status));
-	e |= buf_puts(o, "\r\n");
-	for (i = 0; i < n; i++) {
-		const char *name = h[i].name;
-
-		if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding") ||
-		    !strcasecmp(name, "Date"))
-			continue;
-		if (!strcasecmp(name, "Connection")) {
-			if (value_has_token(h[i].value, "close"))
-				r->keep_alive = false;
-			continue;
-		}
-		e |= put_value(o, name);
-		e |= buf_puts(o, ": ");
-		e |= put_value(o, h[i].value);
-		e |= buf_puts(o, "\r\n");
-	}
-	e |= buf_puts(o, server_date(r->s));
-	if (clen < 0) {
-		if (r->chunked_out)
-			e |= buf_puts(o, "Transfer-Encoding: chunked\r\n");
-	} else if (status >= 200 && status != 204 && status != 304) {
-		e |= buf_puts(o, "Content-Length: ");
-		e |= buf_put_u64(o, (uint64_t)clen);
-		e |= buf_puts(o, "\r\n");
-	}
-	if (!r->keep_alive)
-		e |= buf_puts(o, "Connection: close\r\n");
-	else if (r->minor == 0)
-		e |= buf_puts(o, "Connection: keep-alive\r\n");
-	e |= buf_puts(o, "\r\n");
-	return e;
-}
-
-static void conn_maybe_continue(struct web_conn *c)
-{
-	struct web_req *r = c->cur;
-
-	if (!r || !r->want_continue || r->continue_sent || c->queue.n || c->closing)
-		return;
-	r->continue_sent = true;
-	if (buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
-		c->fatal = true;
-	conn_schedule(c);
-}
-
-/* Move finished responses at the head of the queue to the output, in order. */
-static void conn_advance(struct web_conn *c)
-{
-	struct web_req *r;
-
-	while ((r = c->queue.head) && !c->closing) {
-		if (r->resp.len) {
-			if (!out_pending(c)) {
-				struct buf t = c->out;
-
-				c->out = r->resp;
-				r->resp = t;
-				c->out_off = 0;
-				buf_clear(&r->resp);
-			} else if (buf_append(&c->out, r->resp.data, r->resp.len) < 0) {
-				c->fatal = true;
-			}
-			buf_clear(&r->resp);
-		}
-		if (r->state != RQ_DONE)
-			break;
-		if (!r->keep_alive) {
-			c->closing = true;
-			c->stop_parse = true;
-		}
-		req_free(r);
-	}
-	conn_maybe_continue(c);
-	if (c->held && !conn_must_hold(c))
-		c->resume = true;
-	conn_schedule(c);
-}
-
-/* Where the next bytes of `r`'s response go: straight out if every earlier response is out. */
-static struct buf *req_out(struct web_req *r)
-{
-	return r->c->queue.head == r ? &r->c->out : &r->resp;
-}
-
-void web_respond(struct web_req *r, int status, const struct web_header *hdrs, size_t n,
-                 const void *body, size_t len)
-{
-	struct web_conn *c;
-	struct buf *o;
-	int e;
-
-	if (!r)
-		return;
-	c = r->c;
-	if (!c) {
-		req_free(r);
-		return;
-	}
-	if (r->state == RQ_STREAMING) {
-		web_stream_end(r);
-		return;
-	}
-	if (r->state == RQ_DONE)
-		return;
-	o = req_out(r);
-	e = put_head(r, o, status, hdrs, n, (long long)len);
-	if (e == 0 && len && !r->is_head && status >= 200 && status != 204 && status != 304)
-		e = buf_append(o, body, len);
-	if (e < 0)
-		c->fatal = true;
-	r->state = RQ_DONE;
-	if (c->queue.head == r)
-		conn_advance(c);
-	else if (c->fatal)
-		conn_schedule(c);
-}
-
-int web_stream_begin(struct web_req *r, int status, const struct web_header *hdrs, size_t n)
-{
-	struct web_conn *c = r->c;
-
-	if (!c || c->fatal)
-		return -EPIPE;
-	if (r->state != RQ_HANDLER)
-		return -EINVAL;
-	/* HTTP/1.0 has no chunks: the body ends when the connection does. */
-	r->chunked_out = r->minor > 0;
-	if (!r->chunked_out)
-		r->keep_alive = false;
-	r->state = RQ_STREAMING;
-	if (put_head(r, req_out(r), status, hdrs, n, -1) < 0) {
-		c->fatal = true;
-		conn_schedule(c);
-		return -ENOMEM;
-	}
-	if (c->queue.head == r)
-		conn_schedule(c);
-	return 0;
-}
-
-int web_stream_write(struct web_req *r, const void *data, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	struct web_conn *c = r->c;
-	struct buf *o;
-	char tmp[24];
-	size_t i = sizeof(tmp), v = len;
-	int e = 0;
-
-	if (!c || c->fatal)
-		return -EPIPE;
-	if (r->state != RQ_STREAMING)
-		return -EINVAL;
-	if (!len || r->is_head)
-		return 0;
-	if (out_pending(c) + r->resp.len > OUT_HARD) {
-		/* The client stopped reading a stream long ago: give up on it. */
-		c->fatal = true;
-		conn_schedule(c);
-		return -EPIPE;
-	}
-	o = req_out(r);
-	if (r->chunked_out) {
-		tmp[--i] = '\n';
-		tmp[--i] = '\r';
-		do {
-			tmp[--i] = hex[v & 15];
-			v >>= 4;
-		} while (v);
-		e |= buf_append(o, tmp + i, sizeof(tmp) - i);
-	}
-	e |= buf_append(o, data, len);
-	if (r->chunked_out)
-		e |= buf_append(o, "\r\n", 2);
-	if (e < 0) {
-		c->fatal = true;
-		conn_schedule(c);
-		return -ENOMEM;
-	}
-	if (c->queue.head == r)
-		conn_schedule(c);
-	return 0;
-}
-
-void web_stream_end(struct web_req *r)
-{
-	struct web_conn *c;
-
-	if (!r)
-		return;
-	c = r->c;
-	if (!c) {
-		req_free(r);
-		return;
-	}
-	if (r->state != RQ_STREAMING) {
-		if (r->state == RQ_HANDLER)
-			web_respond(r, 200, NULL, 0, NULL, 0);
-		return;
-	}
-	if (r->chunked_out && !r->is_head && buf_append(req_out(r), "0\r\n\r\n", 5) < 0)
-		c->fatal = true;
-	r->state = RQ_DONE;
-	if (c->queue.head == r)
-		conn_advance(c);
-	else if (c->fatal)
-		conn_schedule(c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -856,10 +381,10 @@ static void conn_fail(struct web_conn *c, int status)
 	if (!r || buf_put_u64(&body, (uint64_t)status) < 0 || buf_putc(&body, ' ') < 0 ||
 	    buf_puts(&body, web_status_text(status)) < 0 || buf_putc(&body, '\n') < 0) {
 		if (r)
-			req_free(r);
+			web_req_free(r);
 		buf_release(&body);
 		c->closing = true;
-		conn_schedule(c);
+		web_conn_schedule(c);
 		return;
 	}
 	r->keep_alive = false;
@@ -1041,7 +566,7 @@ static int on_headers_complete(http_parser *p)
 	if (expect && r->minor >= 1 && !strcasecmp(expect, "100-continue") &&
 	    ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length))) {
 		r->want_continue = true;
-		conn_maybe_continue(c);
+		web_conn_maybe_continue(c);
 	}
 	return 0;
 }
@@ -1102,20 +627,21 @@ static void conn_hold(struct web_conn *c)
  * bytes were used; the rest must be kept until the hold is released. */
 static size_t conn_parse(struct web_conn *c, const char *data, size_t len)
 {
+	http_parser *parser = conn_parser(c);
 	size_t off = 0, n;
 	enum http_errno e;
 	struct web_req *r;
 
 	while (off < len && !c->stop_parse) {
-		if (conn_must_hold(c)) {
+		if (web_conn_must_hold(c)) {
 			conn_hold(c);
 			break;
 		}
-		n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+		n = http_parser_execute(parser, &parser_settings, data + off, len - off);
 		off += n;
-		e = HTTP_PARSER_ERRNO(&c->parser);
+		e = HTTP_PARSER_ERRNO(parser);
 		if (e == HPE_PAUSED) {
-			http_parser_pause(&c->parser, 0);
+			http_parser_pause(parser, 0);
 		} else if (e != HPE_OK) {
 			c->dispatch = NULL;
 			conn_fail(c, errno_status(c, e));
@@ -1149,7 +675,7 @@ static void conn_on_eof(struct web_conn *c)
 	 * handlers hear about it, and what is already answered still goes out. */
 	conn_orphan_all(c);
 	if (out_pending(c))
-		c->closing = true, conn_schedule(c);
+		c->closing = true, web_conn_schedule(c);
 	else
 		conn_close(c);
 }
@@ -1184,11 +710,11 @@ static void conn_on_read(struct web_conn *c)
 		/* Input kept from a hold: keep the order. */
 		if (buf_append(&c->in, s->rbuf, (size_t)n) < 0) {
 			c->fatal = true;
-			conn_schedule(c);
+			web_conn_schedule(c);
 			return;
 		}
 		c->resume = true;
-		conn_schedule(c);
+		web_conn_schedule(c);
 		conn_update_read(c);
 		return;
 	}
@@ -1198,7 +724,7 @@ static void conn_on_read(struct web_conn *c)
 		c->in_off = 0;
 		if (buf_append(&c->in, s->rbuf + used, (size_t)n - used) < 0) {
 			c->fatal = true;
-			conn_schedule(c);
+			web_conn_schedule(c);
 		}
 	}
 }
@@ -1220,7 +746,7 @@ static void conn_resume(struct web_conn *c)
 {
 	size_t used;
 
-	if (conn_must_hold(c) || c->eof || c->lingering || c->closing)
+	if (web_conn_must_hold(c) || c->eof || c->lingering || c->closing)
 		return;
 	c->held = false;
 	if (c->in_off < c->in.len && !c->stop_parse) {
@@ -1292,12 +818,14 @@ static void server_on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 
 static int conn_new(struct web_server *s, int fd, const struct sockaddr_storage *ss, bool is_unix)
 {
-	struct web_conn *c = calloc(1, sizeof(*c));
+	struct conn_with_parser *cp = calloc(1, sizeof(*cp));
+	struct web_conn *c;
 	char host[INET6_ADDRSTRLEN];
 	int port = 0;
 
-	if (!c)
+	if (!cp)
 		return -ENOMEM;
+	c = &cp->c;
 	c->s = s;
 	if (is_unix) {
 		snprintf(c->peer, sizeof(c->peer), "unix");
@@ -1315,8 +843,8 @@ static int conn_new(struct web_server *s, int fd, const struct sockaddr_storage 
 		snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
 	}
 	c->is_unix = is_unix;
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
+	http_parser_init(&cp->parser, HTTP_REQUEST);
+	cp->parser.data = c;
 	c->last_active = ev_now(s->loop);
 	stream_init_fd(&c->st, s->loop, fd, conn_on_ready);
 	ev_timer_init(&c->timer, conn_on_timer, fmin(s->lim.read_timeout, s->lim.idle_timeout), 0.);

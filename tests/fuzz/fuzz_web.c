@@ -4,7 +4,7 @@
  * teardown. web.c is included so the harness can hand the server a socket directly.
  *
  *   libFuzzer:  clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
- *                 -DFLT_LIBFUZZER -Isrc tests/fuzz/fuzz_web.c src/http/stream.c src/util/buf.c -lev
+ *                 -DFLT_LIBFUZZER -Isrc tests/fuzz/fuzz_web.c src/http/web_out.c src/http/stream.c src/util/buf.c -lev
  * -lhttp_parser -lm -o fuzz_web
  *               ./fuzz_web -max_len=20000 tests/fuzz/corpus-web
  *   plain:      fuzz_web FILE...   replays files;  fuzz_web   runs built-in seeds and a seeded

@@ -9,13 +9,32 @@ FLOTILLAD=$FLT_BUILDDIR/flotillad
 FLOTCTL=$FLT_BUILDDIR/flotctl
 PY=/usr/bin/python3 # Debian's python3-etcd lives in the system interpreter's path
 
+# FLT_WRAP runs every daemon start_node starts under a checker, e.g.
+# FLT_WRAP="valgrind -q --leak-check=full --error-exitcode=99": daemons still running at the end
+# are then stopped with SIGTERM and any non-zero exit (a leak, an invalid access) fails the test.
+FLT_WRAP=${FLT_WRAP:-}
 T_PIDS=()
+T_NODE_PIDS=()
 T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/flt-test.XXXXXX")
 t_cleanup() {
-	local p
+	local rc=$? p st end
+	for p in "${T_NODE_PIDS[@]}"; do
+		kill -0 "$p" 2>/dev/null || continue
+		kill -TERM "$p" 2>/dev/null || true
+		end=$((SECONDS + 30))
+		while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.05; done
+		st=0
+		wait "$p" 2>/dev/null || st=$?
+		if [ -n "$FLT_WRAP" ] && [ "$st" -ne 0 ]; then
+			echo "FAIL: daemon $p exited $st under '$FLT_WRAP' (see its log above)" >&2
+			cat "$T_TMP"/*.log >&2 2>/dev/null || true
+			rc=1
+		fi
+	done
 	for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$T_TMP"
+	exit "$rc"
 }
 trap t_cleanup EXIT
 
@@ -46,12 +65,14 @@ wait_for() {
 start_node() {
 	local name=$1 dir=$2 port=$3
 	shift 3
-	"$FLOTILLAD" --name "$name" --data-dir "$dir" \
+	# shellcheck disable=SC2086 # FLT_WRAP is a command line
+	$FLT_WRAP "$FLOTILLAD" --name "$name" --data-dir "$dir" \
 		--listen-client-urls "http://127.0.0.1:$port" \
 		--advertise-client-urls "http://127.0.0.1:$port" "$@" >>"$T_TMP/$name.log" 2>&1 &
 	NODE_PID=$!
 	T_PIDS+=("$NODE_PID")
-	if ! wait_for 10 curl -sf "http://127.0.0.1:$port/health"; then
+	T_NODE_PIDS+=("$NODE_PID")
+	if ! wait_for $([ -n "$FLT_WRAP" ] && echo 60 || echo 10) curl -sf "http://127.0.0.1:$port/health"; then
 		cat "$T_TMP/$name.log" >&2
 		fail "flotillad '$name' did not become healthy on port $port within 10 s"
 	fi
@@ -59,15 +80,22 @@ start_node() {
 
 # stop_node PID [SIGNAL]: signal and wait for exit (10 s deadline).
 stop_node() {
-	local pid=$1 sig=${2:-TERM} end=$((SECONDS + 10))
+	local pid=$1 sig=${2:-TERM} st=0 end=$((SECONDS + 10))
+	[ -z "$FLT_WRAP" ] || end=$((SECONDS + 30))
 	kill -"$sig" "$pid" 2>/dev/null || true
 	while kill -0 "$pid" 2>/dev/null; do
 		[ $SECONDS -lt $end ] || fail "process $pid did not exit after SIG$sig"
 		sleep 0.05
 	done
-	wait "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || st=$?
+	if [ -n "$FLT_WRAP" ] && [ "$sig" != KILL ] && [ "$st" -ne 0 ]; then
+		fail "daemon $pid exited $st under '$FLT_WRAP'"
+	fi
 	# Reaped: forget it, so the exit trap never signals a PID the system may have reused.
 	local kept=() p
 	for p in "${T_PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
 	T_PIDS=("${kept[@]}")
+	kept=()
+	for p in "${T_NODE_PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+	T_NODE_PIDS=("${kept[@]}")
 }
