@@ -89,6 +89,20 @@ check)
 			failed=$((failed + 1))
 		fi
 	fi
+	if [ "${FLT_SKIP_DISTCHECK:-}" != 1 ]; then
+		# The release tarball builds, installs (DESTDIR, --prefix), passes its own tests
+		# out of tree and uninstalls cleanly. Counted as one check.
+		echo "== make distcheck"
+		if (cd build && make -s -j"$jobs" distcheck AM_COLOR_TESTS=no FLT_SHARED="$top/../shared") \
+			>build/distcheck.out 2>&1; then
+			passed=$((passed + 1))
+			echo "distcheck: passed"
+		else
+			grep -E '^(FAIL|ERROR):' build/distcheck.out || tail -n 40 build/distcheck.out
+			failed=$((failed + 1))
+			echo "distcheck: failed"
+		fi
+	fi
 	echo "$passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
 	;;
