@@ -42,6 +42,7 @@ struct node {
 	uint64_t snap_index;    /* index of the newest snapshot */
 	struct pending *head, *tail;
 	ev_prepare commit_w;    /* group commit before the loop blocks */
+	ev_idle wake_w;         /* keeps the loop from blocking while proposals wait */
 	bool failed;            /* the WAL could not be written: refuse further writes */
 	struct node_stats stats;
 };
@@ -192,6 +193,14 @@ static void commit_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
 		if (p->index) {
 			r = apply_entry(n, p->index, WAL_ENTRY_NORMAL, p->data, p->len, &res);
+			if (r == -ENOMEM) {
+				/* The entry is durable but the store may be half-changed: carrying
+				 * on would serve a state no replay reproduces. Die, and let the
+				 * restart's replay apply it whole (etcd panics here too). */
+				log_error("cannot apply log entry %llu: out of memory; exiting",
+					  (unsigned long long)p->index);
+				abort();
+			}
 			if (r < 0)
 				n->stats.proposals_failed++;
 			p->cb(p->ctx, r < 0 ? r : 0, res, p->index);
@@ -205,6 +214,15 @@ static void commit_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	maybe_snapshot(n);
 }
 
+/* Only there so that the loop does not block: a proposal queued after this turn's commit (a
+ * pipelined request parsed while responses were flushed, or one made from a commit callback)
+ * is committed in the next turn instead of waiting for an unrelated wake-up. */
+static void wake_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)revents;
+	ev_idle_stop(loop, w);
+}
+
 static void enqueue(struct node *n, struct pending *p)
 {
 	p->next = NULL;
@@ -213,6 +231,8 @@ static void enqueue(struct node *n, struct pending *p)
 	else
 		n->head = p;
 	n->tail = p;
+	if (!ev_is_active(&n->wake_w))
+		ev_idle_start(n->loop, &n->wake_w);
 }
 
 int node_propose(struct node *n, const void *data, size_t len, node_done_fn cb, void *ctx)
@@ -361,6 +381,7 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 		log_error("cannot write the WAL in '%s': %s", n->wal_dir, flt_strerror(r));
 		goto fail;
 	}
+	ev_idle_init(&n->wake_w, wake_cb);
 	ev_prepare_init(&n->commit_w, commit_cb);
 	/* Run before other prepare watchers so replies queued by the callbacks go out this turn. */
 	ev_set_priority(&n->commit_w, EV_MAXPRI);
@@ -377,13 +398,17 @@ void node_free(struct node *n)
 {
 	if (!n)
 		return;
-	if (n->wal && wal_pending(n->wal) && wal_sync(n->wal) < 0)
+	/* After a failed sync what is buffered was already reported as failed to its proposers:
+	 * it must not reach the disk now and come back at the next start. */
+	if (n->wal && !n->failed && wal_pending(n->wal) && wal_sync(n->wal) < 0)
 		n->failed = true;
 	/* Entries that reached the disk will be applied on the next start; their proposers
 	 * cannot be answered now. */
 	fail_pending(n, FLT_ESTOPPED);
 	if (n->loop && ev_is_active(&n->commit_w))
 		ev_prepare_stop(n->loop, &n->commit_w);
+	if (n->loop && ev_is_active(&n->wake_w))
+		ev_idle_stop(n->loop, &n->wake_w);
 	wal_close(n->wal);
 	free(n->wal_dir);
 	free(n->snap_dir);

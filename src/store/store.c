@@ -1194,4 +1194,5 @@ void tree_swap(struct store *s, struct snode *root, struct tree_heap *th, uint64
 	th->n = th->cap = 0;
 	s->index = index;
 	hub_history_clear(&s->hub);
+	s->hub.cleared_to = index;
 }

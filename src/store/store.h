@@ -153,8 +153,9 @@ const char *store_event_key(const struct store_event *ev);
 /* ---- snapshots ---- */
 /* Append the whole tree (with index and TTLs) in msgpack to `out`. Returns 0 or -ENOMEM. */
 int store_snapshot_save(const struct store *s, struct buf *out);
-/* Replace the tree with a snapshot's. The event history is emptied (as in etcd); registered
- * watches stay. Returns 0, -ENOMEM or FLT_ECORRUPT (the store is then unchanged). */
+/* Replace the tree with a snapshot's. The event history is emptied (etcd keeps it in its
+ * snapshots; we do not yet), and a wait for an index at or below the snapshot's gets the 401
+ * "history cleared" error instead of waiting for a future event. Registered watches stay. Returns 0, -ENOMEM or FLT_ECORRUPT (the store is then unchanged). */
 int store_snapshot_load(struct store *s, const void *data, size_t len);
 
 /* ---- JSON and helpers ---- */

@@ -61,6 +61,8 @@ struct watch_hub {
 	unsigned count;
 	struct store_event *hist[STORE_HISTORY]; /* ring */
 	size_t hist_start, hist_len;
+	uint64_t cleared_to; /* events up to here are gone (a snapshot was loaded): waits for them
+			      * get 401 rather than waiting for a future event */
 };
 
 struct store {

@@ -253,14 +253,15 @@ int store_watch_new(struct store *s, const char *key, bool recursive, bool strea
 	struct buf path = BUF_INIT;
 	int r;
 
+	uint64_t first = h->hist_len ? h->hist[h->hist_start]->index : h->cleared_to + 1;
+
 	if (since == 0)
 		since = s->index + 1;
-	if (h->hist_len && since < h->hist[h->hist_start]->index) {
+	if (since < first) {
 		struct buf cause = BUF_INIT;
 
 		r = buf_printf(&cause, "the requested history has been cleared [%llu/%llu]",
-		               (unsigned long long)h->hist[h->hist_start]->index,
-		               (unsigned long long)since);
+		               (unsigned long long)first, (unsigned long long)since);
 		if (r >= 0)
 			r = store_error_result(STORE_EEVENTINDEXCLEARED, cause.data, s->index,
 			                       ret_err);

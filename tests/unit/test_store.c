@@ -563,6 +563,27 @@ static void test_snapshot(void **st)
 	                    "{\"action\":\"get\",\"node\":{\"key\":\"/a/_h\",\"value\":"
 	                    "\"\\u003c\\u0026\\u003e\",\"modifiedIndex\":2,\"createdIndex\":2}}\n");
 	store_result_free(r2);
+	/* The history did not come along: a wait for an index the snapshot covers is refused with
+	 * 401 rather than left waiting for a future event; the next index is still a fine wait. */
+	{
+		struct store_watch *w = NULL;
+		struct store_result *err = NULL;
+
+		assert_int_equal(store_watch_new(s2, "/a/b/c", false, false, 1, on_event, NULL, &w,
+		                                 &err),
+		                 0);
+		assert_non_null(err);
+		assert_null(w);
+		assert_int_equal(err->err_code, STORE_EEVENTINDEXCLEARED);
+		store_result_free(err);
+		err = NULL;
+		assert_int_equal(store_watch_new(s2, "/a/b/c", false, false, store_index(s2) + 1,
+		                                 on_event, NULL, &w, &err),
+		                 0);
+		assert_null(err);
+		assert_non_null(w);
+		store_watch_free(w);
+	}
 	/* TTLs survive: the loaded store expires at the same entry */
 	now += 10 * SEC;
 	store_result_free(SYNC(s2));
