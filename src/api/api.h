@@ -56,6 +56,12 @@ void api_keys_handle(struct api *a, struct web_req *req, const char *key);
 size_t api_std_headers(struct api *a, struct web_header *h, uint64_t etcd_index, bool raft,
 		       char scratch[3][24]);
 
+/* Answer with etcd's CORS headers, `ctype` (if not NULL) and `extra` headers, then the body. */
+void api_respond_plain(struct web_req *req, int status, const struct web_header *extra,
+		       size_t nextra, const char *ctype, const char *body, size_t len);
+/* Go's 405 answer, with `allow` as the Allow header. */
+void api_method_not_allowed(struct web_req *req, const char *allow);
+
 /* Answer with a JSON body and the standard headers (used by the small endpoints). */
 void api_respond_json(struct api *a, struct web_req *req, int status, const struct buf *body);
 

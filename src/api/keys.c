@@ -20,13 +20,6 @@
 #define WATCH_TIMEOUT  300.0 /* etcd's defaultWatchTimeout */
 #define MAX_FORM_PAIRS 256   /* parameters kept from one request */
 
-#define CORS                                                                                       \
-	{"Access-Control-Allow-Headers", "accept, content-type, authorization"},                   \
-	    {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},                   \
-	{                                                                                          \
-		"Access-Control-Allow-Origin", "*"                                                 \
-	}
-
 /* ---------------------------------------------------------------- form parsing (Go's url) */
 
 struct kv {
@@ -241,20 +234,6 @@ static void respond_error(struct api *a, struct web_req *req, int code, const ch
 	buf_release(&body);
 }
 
-static void respond_plain(struct web_req *req, int status, const struct web_header *extra,
-                          size_t nextra, const char *ctype, const char *body, size_t len)
-{
-	struct web_header h[8] = {CORS};
-	size_t n = 3;
-
-	/* Go writes headers sorted by name: Content-Type before Location */
-	if (ctype)
-		h[n++] = (struct web_header){"Content-Type", ctype};
-	for (size_t i = 0; i < nextra && n < ARRAY_SIZE(h); i++)
-		h[n++] = extra[i];
-	web_respond(req, status, h, n, body, len);
-}
-
 /* Go's ServeMux answers a path that is not clean with a 301 to the clean one (fixture 078). */
 static bool redirect_unclean(struct web_req *req, const char *key, size_t klen)
 {
@@ -322,7 +301,7 @@ static bool redirect_unclean(struct web_req *req, const char *key, size_t klen)
 		struct web_header h[] = {{"Location", loc.data}};
 		bool gethead = !strcmp(method, "GET") || !strcmp(method, "HEAD");
 
-		respond_plain(req, 301, h, 1, gethead ? "text/html; charset=utf-8" : NULL,
+		api_respond_plain(req, 301, h, 1, gethead ? "text/html; charset=utf-8" : NULL,
 		              body.data ? body.data : "", body.len);
 	}
 	buf_release(&full);
@@ -677,22 +656,14 @@ void api_keys_handle(struct api *a, struct web_req *req, const char *key_enc)
 		if (!strcmp(m, methods[i]))
 			break;
 	if (i == ARRAY_SIZE(methods)) {
-		static const char text[] = "Method Not Allowed\n";
-		struct web_header h[] = {{"Allow", "HEAD,GET,PUT,POST,DELETE"}};
-		struct web_header h2[] = {{"X-Content-Type-Options", "nosniff"}};
-		struct web_header all[8] = {CORS};
-
-		all[3] = h[0];
-		all[4] = (struct web_header){"Content-Type", "text/plain; charset=utf-8"};
-		all[5] = h2[0];
-		web_respond(req, 405, all, 6, text, sizeof(text) - 1);
+		api_method_not_allowed(req, "HEAD,GET,PUT,POST,DELETE");
 		return;
 	}
 	key = web_unescape(key_enc, strlen(key_enc), false, &klen);
 	if (!key) {
 		static const char text[] = "400 Bad Request";
 
-		respond_plain(req, 400, NULL, 0, "text/plain; charset=utf-8", text,
+		api_respond_plain(req, 400, NULL, 0, "text/plain; charset=utf-8", text,
 		              sizeof(text) - 1);
 		return;
 	}

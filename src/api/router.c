@@ -42,17 +42,39 @@ size_t api_std_headers(struct api *a, struct web_header *h, uint64_t etcd_index,
 	return n;
 }
 
-/* Answer with CORS headers, the given content type and optionally the cluster id. */
+void api_respond_plain(struct web_req *req, int status, const struct web_header *extra,
+		       size_t nextra, const char *ctype, const char *body, size_t len)
+{
+	struct web_header h[10] = {CORS_HEADERS};
+	size_t n = 3;
+
+	/* Go writes headers sorted by name: Content-Type before Location, X-... */
+	if (ctype)
+		h[n++] = (struct web_header){"Content-Type", ctype};
+	for (size_t i = 0; i < nextra && n < ARRAY_SIZE(h); i++)
+		h[n++] = extra[i];
+	web_respond(req, status, h, n, body, len);
+}
+
+void api_method_not_allowed(struct web_req *req, const char *allow)
+{
+	static const char text[] = "Method Not Allowed\n";
+	const struct web_header extra[] = {{"X-Content-Type-Options", "nosniff"}};
+	struct web_header h[] = {CORS_HEADERS,
+				 {"Allow", allow},
+				 {"Content-Type", "text/plain; charset=utf-8"},
+				 extra[0]};
+
+	web_respond(req, 405, h, ARRAY_SIZE(h), text, sizeof(text) - 1);
+}
+
+/* Answer with the given content type and optionally the cluster id. */
 static void respond(struct api *a, struct web_req *req, int status, const char *ctype,
 		    bool cluster_id, const char *body, size_t len)
 {
-	struct web_header h[6] = {CORS_HEADERS};
-	size_t n = 3;
+	const struct web_header id = {"X-Etcd-Cluster-Id", a->cluster_id_hex};
 
-	h[n++] = (struct web_header){"Content-Type", ctype};
-	if (cluster_id)
-		h[n++] = (struct web_header){"X-Etcd-Cluster-Id", a->cluster_id_hex};
-	web_respond(req, status, h, n, body, len);
+	api_respond_plain(req, status, &id, cluster_id, ctype, body, len);
 }
 
 void api_respond_json(struct api *a, struct web_req *req, int status, const struct buf *body)
@@ -60,31 +82,13 @@ void api_respond_json(struct api *a, struct web_req *req, int status, const stru
 	respond(a, req, status, "application/json", true, body->data ? body->data : "", body->len);
 }
 
-static void respond_text(struct api *a, struct web_req *req, int status, const char *text)
+static void not_found(struct web_req *req)
 {
-	struct web_header h[] = {CORS_HEADERS,
-				 {"Content-Type", "text/plain; charset=utf-8"},
-				 {"X-Content-Type-Options", "nosniff"}};
+	static const char text[] = "404 page not found\n";
+	const struct web_header nosniff = {"X-Content-Type-Options", "nosniff"};
 
-	(void)a;
-	web_respond(req, status, h, ARRAY_SIZE(h), text, strlen(text));
-}
-
-static void not_found(struct api *a, struct web_req *req)
-{
-	respond_text(a, req, 404, "404 page not found\n");
-}
-
-static void method_not_allowed(struct api *a, struct web_req *req, const char *allow)
-{
-	struct web_header h[] = {CORS_HEADERS,
-				 {"Allow", allow},
-				 {"Content-Type", "text/plain; charset=utf-8"},
-				 {"X-Content-Type-Options", "nosniff"}};
-	static const char text[] = "Method Not Allowed\n";
-
-	(void)a;
-	web_respond(req, 405, h, ARRAY_SIZE(h), text, sizeof(text) - 1);
+	api_respond_plain(req, 404, &nosniff, 1, "text/plain; charset=utf-8", text,
+			  sizeof(text) - 1);
 }
 
 /* Go's time.Duration.String() for a positive duration. */
@@ -138,7 +142,7 @@ static void handle_members(struct api *a, struct web_req *req, const char *rest)
 
 	if (strcmp(web_req_method(req), "GET") && strcmp(web_req_method(req), "HEAD")) {
 		/* Membership changes arrive with the Raft cluster; a one-member node has none. */
-		method_not_allowed(a, req, "GET,HEAD");
+		api_method_not_allowed(req, "GET,HEAD");
 		return;
 	}
 	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
@@ -149,7 +153,7 @@ static void handle_members(struct api *a, struct web_req *req, const char *rest)
 		member_json(a, &b);
 		buf_putc(&b, '\n');
 	} else {
-		not_found(a, req);
+		not_found(req);
 		return;
 	}
 	api_respond_json(a, req, 200, &b);
@@ -178,7 +182,7 @@ static void handle_stats(struct api *a, struct web_req *req, const char *which)
 	} else if (!strcmp(which, "leader")) {
 		buf_printf(&b, "{\"leader\":\"%s\",\"followers\":{}}", a->member_id_hex);
 	} else {
-		not_found(a, req);
+		not_found(req);
 		return;
 	}
 	respond(a, req, 200, "application/json", false, b.data, b.len);
@@ -294,9 +298,9 @@ void api_handle(void *ud, struct web_req *req)
 		if (!strcmp(path, "/version") || !strcmp(path, "/health") ||
 		    !strcmp(path, "/v2/machines") || !strncmp(path, "/v2/stats/", 10) ||
 		    !strcmp(path, "/metrics"))
-			method_not_allowed(a, req, "GET,HEAD");
+			api_method_not_allowed(req, "GET,HEAD");
 		else
-			not_found(a, req);
+			not_found(req);
 		return;
 	}
 	if (!strcmp(path, "/version")) {
@@ -320,7 +324,7 @@ void api_handle(void *ud, struct web_req *req)
 	} else if (!strcmp(path, "/metrics")) {
 		handle_metrics(a, req);
 	} else {
-		not_found(a, req);
+		not_found(req);
 	}
 	buf_release(&b);
 }
