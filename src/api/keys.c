@@ -73,34 +73,26 @@ static int go_quote(struct buf *b, const char *s, size_t len)
 }
 
 /* url.QueryUnescape: returns the new string or NULL with `err` set (or -ENOMEM: NULL, err
- * empty). */
+ * empty). web_unescape decodes; this adds Go's message for the first bad escape. */
 static char *query_unescape(const char *s, size_t len, size_t *ret_len, struct buf *err)
 {
-	char *out = malloc(len + 1);
-	size_t o = 0;
+	char *out = web_unescape(s, len, true, ret_len);
 
-	if (!out)
-		return NULL;
+	if (out)
+		return out;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%') {
-			if (i + 2 >= len || hexv(s[i + 1]) < 0 || hexv(s[i + 2]) < 0) {
-				size_t n = len - i < 3 ? len - i : 3;
-
-				buf_clear(err);
-				buf_puts(err, "invalid URL escape ");
-				go_quote(err, s + i, n);
-				free(out);
-				return NULL;
-			}
-			out[o++] = (char)(hexv(s[i + 1]) << 4 | hexv(s[i + 2]));
+		if (s[i] != '%')
+			continue;
+		if (i + 2 < len && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
 			i += 2;
-		} else {
-			out[o++] = s[i] == '+' ? ' ' : s[i];
+			continue;
 		}
+		buf_clear(err);
+		buf_puts(err, "invalid URL escape ");
+		go_quote(err, s + i, len - i < 3 ? len - i : 3);
+		break;
 	}
-	out[o] = '\0';
-	*ret_len = o;
-	return out;
+	return NULL;
 }
 
 /* url.ParseQuery into `f` (appending), remembering the first error as Go does. */
