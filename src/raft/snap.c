@@ -1,6 +1,7 @@
-/* Snapshot files (see wal.h): one file per snapshot, made durable by temp file + fsync + rename +
- * directory fsync, checked by crc32c on load. The newest one must be intact: the WAL may already
- * be compacted past an older one, so falling back would silently lose entries. */
+/* Snapshot files (see wal.h): one file per snapshot with its Raft configuration, made durable by
+ * temp file + fsync + rename + directory fsync, checked by crc32c on load. The newest one must be
+ * intact: the WAL may already be compacted past an older one, so falling back would silently lose
+ * entries. */
 #include "raft/wal.h"
 
 #include "util/buf.h"
@@ -18,9 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* [8-byte magic, last byte the format version][u32 crc of the rest][u64 index][u64 term][data] */
-static const unsigned char snap_magic[8] = {'F', 'L', 'O', 'T', 'S', 'N', 'P', 1};
-#define SNAP_HDR      28
+/* [8-byte magic, last byte the format version][u32 crc of the rest][u64 index][u64 term]
+ * then, from version 2 on, [u32 conf_len][conf]; then [data]. Version 1 (no conf) is still read,
+ * so a data directory written before the Raft configuration was kept stays usable. */
+static const unsigned char snap_magic[8] = {'F', 'L', 'O', 'T', 'S', 'N', 'P', 2};
+#define SNAP_V1       1
+#define SNAP_V2       2
+#define SNAP_HDR      28 /* common to both versions */
+#define SNAP_CONF_HDR 4  /* version 2's u32 conf_len */
 #define SNAP_NAME_LEN 38 /* <term:016x>-<index:016x>.snap */
 #define SNAP_KEEP     2
 
@@ -32,6 +38,11 @@ static void put_le64(unsigned char *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static uint64_t get_le64(const unsigned char *p)
@@ -231,14 +242,17 @@ static int list_snaps(const char *dir, bool clean_tmp, struct snap_name **ret)
 	return (int)n;
 }
 
-int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, size_t len)
+int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *conf,
+                   size_t conf_len, const void *data, size_t len)
 {
 	struct snap_name s = {term, index}, *all = NULL;
 	char *tmp = NULL, *path = NULL;
-	unsigned char h[SNAP_HDR];
+	unsigned char h[SNAP_HDR + SNAP_CONF_HDR];
 	uint32_t crc;
 	int fd = -1, r, n;
 
+	if (conf_len > UINT32_MAX)
+		return FLT_ETOOBIG;
 	r = mkdir_p(dir);
 	if (r < 0)
 		return r;
@@ -251,8 +265,13 @@ int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, 
 	memcpy(h, snap_magic, sizeof(snap_magic));
 	put_le64(h + 12, index);
 	put_le64(h + 20, term);
-	crc = crc32c(0, h + 12, SNAP_HDR - 12);
-	crc = crc32c(crc, data, len);
+	for (int i = 0; i < 4; i++)
+		h[SNAP_HDR + i] = (unsigned char)(conf_len >> (8 * i));
+	crc = crc32c(0, h + 12, sizeof(h) - 12);
+	if (conf_len)
+		crc = crc32c(crc, conf, conf_len);
+	if (len)
+		crc = crc32c(crc, data, len);
 	for (int i = 0; i < 4; i++)
 		h[8 + i] = (unsigned char)(crc >> (8 * i));
 
@@ -262,7 +281,9 @@ int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, 
 		goto out;
 	}
 	r = write_all(fd, h, sizeof(h));
-	if (r >= 0)
+	if (r >= 0 && conf_len)
+		r = write_all(fd, conf, conf_len);
+	if (r >= 0 && len)
 		r = write_all(fd, data, len);
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
@@ -298,16 +319,37 @@ out:
 	return r;
 }
 
-int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, struct buf *out,
-                     char *err, size_t errlen)
+int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, size_t len)
+{
+	return snap_save_conf(dir, index, term, NULL, 0, data, len);
+}
+
+/* Read `len` bytes at the current offset into `b` (replacing its contents). */
+static int read_buf(int fd, struct buf *b, size_t len)
+{
+	int r;
+
+	buf_clear(b);
+	r = buf_reserve(b, len);
+	if (r >= 0)
+		r = read_all(fd, b->data, len);
+	if (r < 0)
+		return r;
+	b->len = len;
+	b->data[len] = '\0';
+	return 0;
+}
+
+int snap_load_latest_conf(const char *dir, uint64_t *ret_index, uint64_t *ret_term,
+                          struct buf *ret_conf, struct buf *out, char *err, size_t errlen)
 {
 	struct snap_name *all = NULL;
-	struct buf data = BUF_INIT;
-	unsigned char h[SNAP_HDR];
+	struct buf conf = BUF_INIT, data = BUF_INIT;
+	unsigned char h[SNAP_HDR + SNAP_CONF_HDR];
 	char *path = NULL;
 	struct stat st;
+	uint64_t size, hlen = SNAP_HDR, clen = 0, plen;
 	uint32_t crc;
-	size_t plen;
 	int fd = -1, n, r;
 
 	n = list_snaps(dir, false, &all);
@@ -329,45 +371,68 @@ int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, s
 		r = snap_err(err, errlen, -errno, "cannot open '%s': %s", path, strerror(errno));
 		goto out;
 	}
-	if ((uint64_t)st.st_size < SNAP_HDR) {
+	size = (uint64_t)st.st_size;
+	if (size < SNAP_HDR) {
 		r = snap_err(err, errlen, FLT_ECORRUPT,
-		             "file '%s': too short for a snapshot (%jd bytes)", path,
-		             (intmax_t)st.st_size);
+		             "file '%s': too short for a snapshot (%" PRIu64 " bytes)", path, size);
 		goto out;
 	}
-	if ((uint64_t)st.st_size - SNAP_HDR > SIZE_MAX - 1) {
-		r = snap_err(err, errlen, FLT_ETOOBIG, "file '%s': too large", path);
-		goto out;
-	}
-	plen = (size_t)st.st_size - SNAP_HDR;
-	r = read_all(fd, h, sizeof(h));
-	if (r >= 0)
-		r = buf_reserve(&data, plen);
-	if (r >= 0)
-		r = read_all(fd, data.data, plen);
+	r = read_all(fd, h, SNAP_HDR);
 	if (r < 0) {
 		snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
 		goto out;
 	}
-	data.len = plen;
-	data.data[plen] = '\0';
 	if (memcmp(h, snap_magic, sizeof(snap_magic) - 1) != 0) {
 		r = snap_err(err, errlen, FLT_ECORRUPT,
 		             "file '%s': not a flotilla snapshot (bad magic)", path);
 		goto out;
 	}
-	if (h[7] != snap_magic[7]) {
-		r = snap_err(
-		    err, errlen, FLT_EVERSION,
-		    "file '%s': snapshot format version %u is not supported (this build reads "
-		    "version %u)",
-		    path, h[7], snap_magic[7]);
+	if (h[7] != SNAP_V1 && h[7] != SNAP_V2) {
+		r = snap_err(err, errlen, FLT_EVERSION,
+		             "file '%s': snapshot format version %u is not supported (this build "
+		             "reads versions %u and %u)",
+		             path, h[7], SNAP_V1, SNAP_V2);
 		goto out;
 	}
-	crc = crc32c(0, h + 12, SNAP_HDR - 12);
-	crc = crc32c(crc, data.data, plen);
-	if (crc != ((uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
-	            (uint32_t)h[11] << 24)) {
+	if (h[7] == SNAP_V2) {
+		hlen += SNAP_CONF_HDR;
+		if (size < hlen) {
+			r = snap_err(err, errlen, FLT_ECORRUPT,
+			             "file '%s': too short for a snapshot (%" PRIu64 " bytes)",
+			             path, size);
+			goto out;
+		}
+		r = read_all(fd, h + SNAP_HDR, SNAP_CONF_HDR);
+		if (r < 0) {
+			snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
+			goto out;
+		}
+		clen = get_le32(h + SNAP_HDR);
+		/* Checked before the crc so that a damaged length never sizes an allocation. */
+		if (clen > size - hlen) {
+			r = snap_err(err, errlen, FLT_ECORRUPT,
+			             "file '%s': configuration of %" PRIu64
+			             " bytes runs past the end of the file (%" PRIu64 " bytes)",
+			             path, clen, size);
+			goto out;
+		}
+	}
+	plen = size - hlen - clen;
+	if (plen > SIZE_MAX - 1) {
+		r = snap_err(err, errlen, FLT_ETOOBIG, "file '%s': too large", path);
+		goto out;
+	}
+	r = read_buf(fd, &conf, (size_t)clen);
+	if (r >= 0)
+		r = read_buf(fd, &data, (size_t)plen);
+	if (r < 0) {
+		snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
+		goto out;
+	}
+	crc = crc32c(0, h + 12, (size_t)hlen - 12);
+	crc = crc32c(crc, conf.data, conf.len);
+	crc = crc32c(crc, data.data, data.len);
+	if (crc != get_le32(h + 8)) {
 		r = snap_err(err, errlen, FLT_ECORRUPT, "file '%s': checksum mismatch", path);
 		goto out;
 	}
@@ -380,6 +445,11 @@ int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, s
 	}
 	*ret_index = all[0].index;
 	*ret_term = all[0].term;
+	if (ret_conf) {
+		buf_release(ret_conf);
+		*ret_conf = conf;
+		conf = (struct buf)BUF_INIT;
+	}
 	buf_release(out);
 	*out = data;
 	data = (struct buf)BUF_INIT;
@@ -389,8 +459,15 @@ out:
 		snap_err(err, errlen, r, "out of memory loading a snapshot from '%s'", dir);
 	if (fd >= 0)
 		close(fd);
+	buf_release(&conf);
 	buf_release(&data);
 	free(path);
 	free(all);
 	return r;
+}
+
+int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, struct buf *out,
+                     char *err, size_t errlen)
+{
+	return snap_load_latest_conf(dir, ret_index, ret_term, NULL, out, err, errlen);
 }

@@ -1,6 +1,7 @@
 /* Write-ahead log (see wal.h): segment files of crc32c-framed records, group commit into a
  * preallocated segment, and a two-pass replay (validate and index everything, then hand out the
- * surviving entries) that repairs a torn tail and refuses any other damage. */
+ * surviving entries) that repairs a torn tail, honours reset records (a snapshot installed from the
+ * leader voids the log before it) and refuses any other damage. */
 #include "raft/wal.h"
 
 #include "util/buf.h"
@@ -28,9 +29,11 @@
 #define REC_SEGMENT          1 /* first record of every file: magic, version, seq, first index */
 #define REC_ENTRY            2 /* u64 term, u64 index, u8 entry type, data */
 #define REC_HARD_STATE       3 /* u64 term, u64 vote, u64 commit */
+#define REC_RESET            4 /* u64 index, u64 term: every earlier entry is void (wal_reset) */
 #define SEG_PAYLOAD          24
 #define ENTRY_FIXED          17
 #define HS_PAYLOAD           24
+#define RESET_PAYLOAD        16
 #define MAX_DATA             ((size_t)UINT32_MAX - 1 - ENTRY_FIXED)
 #define DEFAULT_SEGMENT_SIZE ((size_t)64 << 20)
 #define NAME_LEN             37 /* <seq:016x>-<first:016x>.wal */
@@ -38,7 +41,10 @@
 struct wal_segment {
 	uint64_t seq;
 	uint64_t first_index; /* from the name: what the log's next index was when it was made */
-	uint64_t max_index;   /* largest entry index written to it (0: none); compaction reads it */
+	/* Largest index of a live entry (or reset) in it (0: none); compaction reads it. A durable
+	 * reset at index i voids everything before it: earlier files drop to at most i, its own
+	 * file to i plus what follows it. */
+	uint64_t max_index;
 };
 
 struct wal {
@@ -54,6 +60,8 @@ struct wal {
 
 	struct buf pending; /* encoded records not yet written */
 	uint64_t pending_first, pending_max;
+	bool pending_reset;           /* a reset record is among them */
+	uint64_t pending_reset_index; /* the last one's index */
 
 	uint64_t last_index, last_term;
 	uint64_t base; /* entries <= base are covered by a durable snapshot */
@@ -418,24 +426,54 @@ struct replay {
 	size_t nlocs, locs_cap;
 	uint64_t loc_first;
 	uint64_t first, last, last_term;
+	/* A break in the log's continuity matters only if a later reset does not void it: the
+	 * first one is kept here (message in rec->error) and reported once replay is done. */
+	int gap_err;
+	bool reset;     /* a reset record was replayed; floor is its index */
+	uint64_t floor; /* entries after the reset must be above it */
+	size_t reset_seg;
+	uint64_t reset_off;
 };
+
+static void vcorrupt(struct replay *rp, size_t seg, uint64_t off, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void vcorrupt(struct replay *rp, size_t seg, uint64_t off, const char *fmt, va_list ap)
+{
+	struct wal_recovery *rec = rp->rec;
+	int n;
+
+	n = snprintf(rec->error, sizeof(rec->error), "file '%s' offset %" PRIu64 ": ",
+	             rp->maps[seg].path, off);
+	if (n >= 0 && (size_t)n < sizeof(rec->error))
+		vsnprintf(rec->error + n, sizeof(rec->error) - (size_t)n, fmt, ap);
+}
 
 static int corrupt(struct replay *rp, size_t seg, uint64_t off, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int corrupt(struct replay *rp, size_t seg, uint64_t off, const char *fmt, ...)
 {
-	struct wal_recovery *rec = rp->rec;
 	va_list ap;
-	int n;
 
-	n = snprintf(rec->error, sizeof(rec->error), "file '%s' offset %" PRIu64 ": ",
-	             rp->maps[seg].path, off);
-	if (n >= 0 && (size_t)n < sizeof(rec->error)) {
-		va_start(ap, fmt);
-		vsnprintf(rec->error + n, sizeof(rec->error) - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	vcorrupt(rp, seg, off, fmt, ap);
+	va_end(ap);
 	return FLT_ECORRUPT;
+}
+
+/* Missing entries: fatal at the end of replay unless a later reset voids the entries around the
+ * hole (a file that starts with entries written before a reset need not follow the snapshot). */
+static void gap(struct replay *rp, size_t seg, uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void gap(struct replay *rp, size_t seg, uint64_t off, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (rp->gap_err)
+		return;
+	va_start(ap, fmt);
+	vcorrupt(rp, seg, off, fmt, ap);
+	va_end(ap);
+	rp->gap_err = FLT_ECORRUPT;
 }
 
 static int push_loc(struct replay *rp, struct loc l)
@@ -466,23 +504,26 @@ static int apply_entry(struct replay *rp, size_t seg, uint64_t off, const unsign
 		return corrupt(rp, seg, off, "entry %" PRIu64 " has unknown type %u", index, type);
 	if (index == 0)
 		return corrupt(rp, seg, off, "entry with index 0");
+	if (rp->reset && index <= rp->floor)
+		return corrupt(rp, seg, off,
+		               "entry %" PRIu64 " after a reset of the log to index %" PRIu64,
+		               index, rp->floor);
 	if (rp->last == 0) {
 		/* Compaction keeps every entry after a durable snapshot: the log must start
 		 * right after the snapshot the caller loaded, or entries were lost. */
 		if (index > rp->after + 1)
-			return corrupt(rp, seg, off,
-			               "log starts at index %" PRIu64
-			               " but the snapshot ends at %" PRIu64 ": entries %" PRIu64
-			               "..%" PRIu64 " are missing",
-			               index, rp->after, rp->after + 1, index - 1);
+			gap(rp, seg, off,
+			    "log starts at index %" PRIu64 " but the snapshot ends at %" PRIu64
+			    ": entries %" PRIu64 "..%" PRIu64 " are missing",
+			    index, rp->after, rp->after + 1, index - 1);
 		rp->first = index;
 	} else if (index > rp->last + 1) {
 		/* Allowed only over a range a snapshot covers (the log restarts after an
 		 * installed snapshot). */
 		if (index - 1 > rp->after)
-			return corrupt(rp, seg, off,
-			               "entry %" PRIu64 " does not follow entry %" PRIu64 " (gap)",
-			               index, rp->last);
+			gap(rp, seg, off,
+			    "entry %" PRIu64 " does not follow entry %" PRIu64 " (gap)", index,
+			    rp->last);
 		rp->first = index;
 	} else if (index < rp->first) {
 		rp->first = index;
@@ -506,6 +547,36 @@ static int apply_entry(struct replay *rp, size_t seg, uint64_t off, const unsign
 	rp->last_term = term;
 	if (index > rp->w->segs[seg].max_index)
 		rp->w->segs[seg].max_index = index;
+	return 0;
+}
+
+/* A snapshot from the leader replaced the log: everything before this record is void. */
+static int apply_reset(struct replay *rp, size_t seg, uint64_t off, const unsigned char *pl)
+{
+	uint64_t index = get_le64(pl), term = get_le64(pl + 8);
+
+	if (!index || !term)
+		return corrupt(rp, seg, off,
+		               "reset record with index %" PRIu64 " term %" PRIu64 " (zero)", index,
+		               term);
+	rp->nlocs = 0;
+	rp->first = index + 1;
+	rp->last = index;
+	rp->last_term = term;
+	rp->reset = true;
+	rp->floor = index;
+	rp->reset_seg = seg;
+	rp->reset_off = off;
+	rp->rec->reset_index = index;
+	rp->rec->reset_term = term;
+	if (rp->gap_err) {
+		rp->gap_err = 0;
+		rp->rec->error[0] = '\0';
+	}
+	for (size_t k = 0; k < seg; k++)
+		if (rp->w->segs[k].max_index > index)
+			rp->w->segs[k].max_index = index;
+	rp->w->segs[seg].max_index = index;
 	return 0;
 }
 
@@ -547,6 +618,10 @@ static int apply_record(struct replay *rp, size_t seg, uint64_t off, const unsig
 		rp->rec->hs.vote = get_le64(pl + 8);
 		rp->rec->hs.commit = get_le64(pl + 16);
 		return 0;
+	case REC_RESET:
+		if (plen != RESET_PAYLOAD)
+			return corrupt(rp, seg, off, "reset record of %" PRIu32 " bytes", plen);
+		return apply_reset(rp, seg, off, pl);
 	case REC_SEGMENT:
 		return corrupt(rp, seg, off, "segment header in the middle of a segment");
 	default:
@@ -574,6 +649,10 @@ static bool valid_record_at(const unsigned char *p, size_t size, size_t q)
 		break;
 	case REC_HARD_STATE:
 		if (len != 1 + HS_PAYLOAD)
+			return false;
+		break;
+	case REC_RESET:
+		if (len != 1 + RESET_PAYLOAD)
 			return false;
 		break;
 	case REC_ENTRY:
@@ -749,6 +828,19 @@ static int replay(struct wal *w, uint64_t after, wal_entry_fn cb, void *ctx,
 		r = replay_segment(&rp, i, &end, &torn);
 		if (r < 0)
 			goto out;
+	}
+	if (rp.gap_err) {
+		r = rp.gap_err;
+		goto out;
+	}
+	if (rec->reset_index > after) {
+		r = corrupt(
+		    &rp, rp.reset_seg, rp.reset_off,
+		    "the log was reset to index %" PRIu64 " (term %" PRIu64
+		    ") by a snapshot from the leader, but the snapshot loaded ends at %" PRIu64
+		    ": entries %" PRIu64 "..%" PRIu64 " are missing",
+		    rec->reset_index, rec->reset_term, after, after + 1, rec->reset_index);
+		goto out;
 	}
 	for (size_t k = 0; k < rp.nlocs; k++) {
 		const struct loc *l = &rp.locs[k];
@@ -941,6 +1033,34 @@ int wal_set_hard_state(struct wal *w, const struct wal_hard_state *hs)
 	return 0;
 }
 
+int wal_reset(struct wal *w, uint64_t index, uint64_t term)
+{
+	unsigned char p[RESET_PAYLOAD];
+	int r;
+
+	if (w->failed)
+		return w->failed;
+	/* Below `base` the caller already said a newer snapshot is durable: going back is a bug. */
+	if (!index || !term || index < w->base)
+		return FLT_EINVAL;
+	put_le64(p, index);
+	put_le64(p + 8, term);
+	r = put_record_header(&w->pending, REC_RESET, p, sizeof(p), NULL, 0);
+	if (r < 0)
+		return r;
+	/* The caller saved the snapshot at `index` first (wal.h), so it covers the log up to it. */
+	w->base = index;
+	w->last_index = index;
+	w->last_term = term;
+	w->pending_reset = true;
+	w->pending_reset_index = index;
+	/* Entries buffered before the reset are void: they no longer count for the new file's
+	 * name or for what compaction may drop. */
+	w->pending_first = index + 1;
+	w->pending_max = index;
+	return 0;
+}
+
 bool wal_pending(const struct wal *w)
 {
 	return w->pending.len > 0;
@@ -983,11 +1103,15 @@ int wal_sync(struct wal *w)
 		return w->failed;
 	if (!len)
 		return 0;
-	/* Rotate before writing, so a failed rotation leaves everything pending and untouched. */
+	/* Rotate before writing, so a failed rotation has written nothing of this batch. */
 	if (w->write_off > w->seg_start && w->write_off + len > w->segment_size) {
 		r = rotate(w);
-		if (r < 0)
+		if (r < 0) {
+			/* Sticky like a failed write: the caller reports these records lost, so
+			 * a later sync must never make them durable behind its back. */
+			w->failed = r;
 			return r;
+		}
 	}
 	if (!w->prealloc_tried && w->alloc_size < w->segment_size) {
 		w->prealloc_tried = true;
@@ -1006,8 +1130,16 @@ int wal_sync(struct wal *w)
 	w->write_off += len;
 	if (w->write_off > w->alloc_size)
 		w->alloc_size = w->write_off;
-	if (w->pending_max > w->segs[w->nsegs - 1].max_index)
+	if (w->pending_reset) {
+		/* Now durable: nothing written before it is live any more. */
+		for (size_t i = 0; i + 1 < w->nsegs; i++)
+			if (w->segs[i].max_index > w->pending_reset_index)
+				w->segs[i].max_index = w->pending_reset_index;
 		w->segs[w->nsegs - 1].max_index = w->pending_max;
+		w->pending_reset = false;
+	} else if (w->pending_max > w->segs[w->nsegs - 1].max_index) {
+		w->segs[w->nsegs - 1].max_index = w->pending_max;
+	}
 	w->bytes_written += len;
 	w->hs_synced = w->hs;
 	w->pending_first = w->pending_max = 0;

@@ -1019,6 +1019,470 @@ static void test_version(void **state)
 	collect_free(&c);
 }
 
+/* ---- reset records ---- */
+
+static uint64_t term_reset12(uint64_t i)
+{
+	return i > 12 ? 3 : 1;
+}
+
+static uint64_t term2(uint64_t i)
+{
+	(void)i;
+	return 2;
+}
+
+static uint64_t term4(uint64_t i)
+{
+	(void)i;
+	return 4;
+}
+
+static uint64_t term5(uint64_t i)
+{
+	(void)i;
+	return 5;
+}
+
+/* A snapshot installed from the leader voids every entry written before the reset, whatever its
+ * index; the log goes on after the snapshot's index. */
+static void test_reset_replay(void **state)
+{
+	struct fixture *f = *state;
+	struct wal_hard_state hs = {3, 2, 12};
+	struct wal_recovery rec;
+	struct collect c = {0};
+	struct wal *w;
+	struct wal_entry e = {3, 12, 0, "x", 1};
+
+	assert_int_equal(open_wal(f->wal, 0, &c, &rec, &w), 0);
+	append_range(w, 1, 10, 1);
+	assert_int_equal(wal_sync(w), 0);
+	append_range(w, 11, 15, 1); /* conflicts with the leader's log from 12 on */
+	assert_int_equal(wal_sync(w), 0);
+	assert_int_equal(wal_reset(w, 12, 3), 0);
+	assert_true(wal_pending(w));
+	/* Only 13 may follow. */
+	assert_int_equal(wal_append(w, &e, 1), FLT_EINVAL);
+	e.index = 14;
+	assert_int_equal(wal_append(w, &e, 1), FLT_EINVAL);
+	e.index = 5;
+	assert_int_equal(wal_append(w, &e, 1), FLT_EINVAL);
+	append_range(w, 13, 16, 3);
+	assert_int_equal(wal_set_hard_state(w, &hs), 0);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+
+	reopen_check(f->wal, 12, 13, 16, term_reset12, &rec);
+	assert_int_equal(rec.reset_index, 12);
+	assert_int_equal(rec.reset_term, 3);
+	assert_int_equal(rec.first_index, 13);
+	assert_int_equal(rec.last_index, 16);
+	assert_int_equal(rec.last_term, 3);
+	assert_int_equal(rec.hs.commit, 12);
+	assert_false(rec.truncated_tail);
+	/* A later local snapshot skips more. */
+	reopen_check(f->wal, 14, 15, 16, term_reset12, &rec);
+	assert_int_equal(rec.reset_index, 12);
+	/* Without the snapshot the reset asks for, entries 1..12 are gone: corruption, and the
+	 * recovery says which snapshot is missing. */
+	assert_int_equal(open_wal(f->wal, 0, &c, &rec, &w), FLT_ECORRUPT);
+	assert_non_null(strstr(rec.error, "reset to index 12"));
+	assert_int_equal(rec.reset_index, 12);
+	assert_int_equal(rec.reset_term, 3);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(open_wal(f->wal, 11, &c, &rec, &w), FLT_ECORRUPT);
+	assert_int_equal(c.n, 0);
+
+	/* Entries buffered before a reset in the same batch are void as well; then a second reset
+	 * overrides the first. */
+	assert_int_equal(open_wal(f->wal, 12, &c, &rec, &w), 0);
+	collect_free(&c);
+	append_range(w, 15, 18, 3);
+	assert_int_equal(wal_reset(w, 30, 4), 0);
+	append_range(w, 31, 33, 4);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+	reopen_check(f->wal, 30, 31, 33, term4, &rec);
+	assert_int_equal(rec.reset_index, 30);
+	assert_int_equal(rec.first_index, 31);
+	assert_int_equal(open_wal(f->wal, 30, &c, &rec, &w), 0);
+	collect_free(&c);
+	assert_int_equal(wal_reset(w, 50, 4), 0);
+	append_range(w, 51, 52, 4);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+	reopen_check(f->wal, 50, 51, 52, term4, &rec);
+	assert_int_equal(rec.reset_index, 50);
+	assert_int_equal(rec.reset_term, 4);
+	assert_int_equal(rec.last_index, 52);
+
+	/* A reset with nothing after it: the log is empty and continues at index + 1. */
+	char *dir = dir_path(f->root, "reset-empty");
+
+	assert_int_equal(open_wal(dir, 0, &c, &rec, &w), 0);
+	append_range(w, 1, 5, 1);
+	assert_int_equal(wal_sync(w), 0);
+	assert_int_equal(wal_reset(w, 20, 2), 0);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+	reopen_check(dir, 20, 1, 0, term1, &rec);
+	assert_int_equal(rec.reset_index, 20);
+	assert_int_equal(rec.reset_term, 2);
+	assert_int_equal(rec.first_index, 21);
+	assert_int_equal(rec.last_index, 20);
+	assert_int_equal(rec.last_term, 2);
+	assert_int_equal(open_wal(dir, 20, &c, &rec, &w), 0);
+	e = (struct wal_entry){2, 20, 0, "x", 1};
+	assert_int_equal(wal_append(w, &e, 1), FLT_EINVAL);
+	e.index = 22;
+	assert_int_equal(wal_append(w, &e, 1), FLT_EINVAL);
+	append_range(w, 21, 24, 2);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+	reopen_check(dir, 20, 21, 24, term2, &rec);
+	assert_int_equal(rec.reset_index, 20);
+
+	/* Refused: index or term 0, an index below a snapshot already compacted to. */
+	assert_int_equal(open_wal(dir, 20, &c, &rec, &w), 0);
+	assert_int_equal(wal_reset(w, 0, 1), FLT_EINVAL);
+	assert_int_equal(wal_reset(w, 30, 0), FLT_EINVAL);
+	assert_int_equal(wal_compact(w, 23), 0);
+	assert_int_equal(wal_reset(w, 22, 2), FLT_EINVAL);
+	assert_false(wal_pending(w));
+	assert_int_equal(wal_reset(w, 23, 2), 0); /* the snapshot's own index is fine */
+	append_range(w, 24, 24, 5);
+	assert_int_equal(wal_sync(w), 0);
+	wal_close(w);
+	reopen_check(dir, 23, 24, 24, term5, &rec);
+	collect_free(&c);
+	free(dir);
+}
+
+static uint64_t term_reset10(uint64_t i)
+{
+	return i > 10 ? 2 : 1;
+}
+
+/* A crash while the reset record is written loses it (the old log comes back, as for any unsynced
+ * write); a crash in a later record keeps it. Every cut point, in both crash shapes. */
+static void test_reset_torn_tail(void **state)
+{
+	struct fixture *f = *state;
+	enum { ZEROS, EOF_CUT };
+	int cuts = 0;
+
+	for (int mode = ZEROS; mode <= EOF_CUT; mode++) {
+		/* The torn record: the reset itself, or the entry after it. */
+		for (int torn_entry = 0; torn_entry <= 1; torn_entry++) {
+			for (size_t cut = 0;; cut++) {
+				struct wal_hard_state hs1 = {1, 0, 4};
+				struct wal_recovery rec;
+				struct collect c = {0};
+				struct wal *w;
+				char *dir = dir_path(f->root, "torn-reset");
+				size_t offs[16], end, nrec, start;
+				char **files;
+				size_t nf;
+
+				assert_int_equal(open_wal(dir, 0, &c, &rec, &w), 0);
+				append_range(w, 1, 5, 1);
+				assert_int_equal(wal_set_hard_state(w, &hs1), 0);
+				assert_int_equal(wal_sync(w), 0);
+				assert_int_equal(wal_reset(w, 10, 2), 0);
+				if (torn_entry) {
+					append_range(w, 11, 11, 2);
+					assert_int_equal(wal_sync(w), 0);
+					append_range(w, 12, 12, 2);
+				}
+				assert_int_equal(wal_sync(w), 0);
+				wal_close(w);
+
+				nf = list_wal_files(dir, &files);
+				assert_int_equal(nf, 1);
+				nrec = record_offsets(files[0], offs, 16, &end);
+				start = offs[nrec - 1];
+				if (start + cut >= end) {
+					free_files(files, nf);
+					nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+					free(dir);
+					break;
+				}
+				if (mode == ZEROS) {
+					/* Zeroing bytes that are zero anyway damages nothing. */
+					size_t len;
+					unsigned char *p = read_file(files[0], &len);
+					bool intact = true;
+
+					for (size_t i = start + cut; i < end; i++)
+						intact = intact && !p[i];
+					free(p);
+					if (intact) {
+						free_files(files, nf);
+						nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+						free(dir);
+						continue;
+					}
+					zero_range(files[0], start + cut, end);
+				} else
+					assert_int_equal(truncate(files[0], (off_t)(start + cut)),
+					                 0);
+				if (torn_entry) {
+					reopen_check(dir, 10, 11, 11, term_reset10, &rec);
+					/* cut 0 removes the record entirely: a clean end. */
+					assert_int_equal(rec.truncated_tail, cut > 0);
+					assert_int_equal(rec.reset_index, 10);
+					assert_int_equal(rec.reset_term, 2);
+					assert_int_equal(rec.last_index, 11);
+				} else {
+					/* The reset never happened: the snapshot at 10 may exist or
+					 * not, the old log is whole either way. */
+					reopen_check(dir, 0, 1, 5, term1, &rec);
+					assert_int_equal(rec.truncated_tail, cut > 0);
+					assert_int_equal(rec.reset_index, 0);
+					assert_int_equal(rec.reset_term, 0);
+					assert_int_equal(rec.last_index, 5);
+					reopen_check(dir, 10, 1, 0, term1, &rec);
+					assert_int_equal(rec.last_index, 5);
+				}
+				assert_int_equal(rec.hs.commit, 4);
+
+				/* Appends go on from the surviving state. */
+				assert_int_equal(open_wal(dir, 10, &c, &rec, &w), 0);
+				collect_free(&c);
+				append_range(w, torn_entry ? 12 : 11, 13, 2);
+				assert_int_equal(wal_sync(w), 0);
+				wal_close(w);
+				if (torn_entry) {
+					reopen_check(dir, 10, 11, 13, term_reset10, &rec);
+					assert_int_equal(rec.reset_index, 10);
+				} else {
+					/* 11 follows the snapshot at 10, not the old log's 5. */
+					reopen_check(dir, 10, 11, 13, term_reset10, &rec);
+					assert_int_equal(rec.reset_index, 0);
+				}
+				assert_false(rec.truncated_tail);
+				free_files(files, nf);
+				nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+				free(dir);
+				cuts++;
+			}
+		}
+	}
+	print_message("reset torn tail: %d cut points checked\n", cuts);
+}
+
+static void check_same_files(char **a, size_t na, char **b, size_t nb)
+{
+	assert_int_equal(na, nb);
+	for (size_t i = 0; i < na; i++)
+		assert_string_equal(a[i], b[i]);
+}
+
+/* Segments wholly before a durable reset go at wal_compact(reset index), even though the entries
+ * in them have larger indexes; not before the reset is synced. Both for the WAL that wrote the
+ * reset and for one that learned it from replay; with the reset alone in the old last file and
+ * with the reset at the head of a file a rotation made. */
+static void test_reset_compaction(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int variant = 0; variant < 4; variant++) {
+		bool rotate_at_reset = variant & 1, reopen_first = variant & 2;
+		char *dir = dir_path(f->root, "reset-compact");
+		struct wal_recovery rec;
+		struct collect c = {0};
+		struct wal *w;
+		char **before, **mid, **after;
+		size_t nb, nm, na, reset_file;
+
+		write_segments(dir, 60, 400, 1, NULL);
+		nb = list_wal_files(dir, &before);
+		assert_true(nb >= 5);
+
+		assert_int_equal(open_wal(dir, 0, &c, &rec, &w), 0);
+		collect_free(&c);
+		wal_set_segment_size(w, 400);
+		/* The leader's snapshot at 40 conflicts with our 41..60. */
+		assert_int_equal(wal_reset(w, 40, 2), 0);
+		if (rotate_at_reset) {
+			append_range(w, 41, 50, 2); /* too much for the old file: rotates */
+		} else {
+			append_range(w, 41, 41, 2);
+			wal_set_segment_size(w, 4096); /* this sync must not rotate */
+		}
+		/* Not synced yet: only files holding nothing past 40 may go. */
+		assert_int_equal(wal_compact(w, 40), 0);
+		nm = list_wal_files(dir, &mid);
+		assert_true(nm >= 2);
+		assert_true(nm < nb);
+		check_same_files(mid, nm, before + (nb - nm), nm);
+		assert_int_equal(wal_sync(w), 0);
+		wal_set_segment_size(w, 400);
+		free_files(mid, nm);
+		nm = list_wal_files(dir, &mid);
+		reset_file = nm - 1; /* the reset went to the last file */
+		{
+			/* Where it starts: after the segment header, a rotated file has the reset
+			 * itself; the old one has old entries far past the snapshot's 40 (void). */
+			size_t offs[64], end, len;
+			unsigned char *p = read_file(mid[reset_file], &len);
+
+			assert_true(record_offsets(mid[reset_file], offs, 64, &end) >= 3);
+			if (rotate_at_reset) {
+				assert_int_equal(p[offs[1] + 8], 4);
+			} else {
+				assert_int_equal(p[offs[1] + 8], 2);
+				assert_true(le32(p + offs[1] + 8 + 1 + 8) > 41);
+			}
+			free(p);
+		}
+		for (uint64_t i = rotate_at_reset ? 51 : 42; i <= 100; i += 3) {
+			append_range(w, i, i + 2 > 100 ? 100 : i + 2, 2);
+			assert_int_equal(wal_sync(w), 0);
+		}
+		if (reopen_first) {
+			wal_close(w);
+			reopen_check(dir, 40, 41, 100, term2, &rec);
+			assert_int_equal(rec.reset_index, 40);
+			assert_int_equal(open_wal(dir, 40, &c, &rec, &w), 0);
+			collect_free(&c);
+		}
+		assert_int_equal(wal_compact(w, 40), 0);
+		na = list_wal_files(dir, &after);
+		/* Everything before the reset's file went; it stays (it holds 41.. or is followed
+		 * by them). */
+		assert_string_equal(after[0], mid[reset_file]);
+		print_message("reset compaction (%s, %s): %zu files, %zu before the reset's, %zu "
+		              "left\n",
+		              rotate_at_reset ? "reset at a new file's head"
+		                              : "reset in the old file",
+		              reopen_first ? "replayed" : "live", nm, reset_file, na);
+		free_files(after, na);
+		wal_close(w);
+		/* The reset's file may start with old entries (57..60) far past the snapshot: they
+		 * are void, so no gap. */
+		reopen_check(dir, 40, 41, 100, term2, &rec);
+		assert_int_equal(rec.reset_index, 40);
+		assert_int_equal(rec.first_index, 41);
+
+		/* A later local snapshot compacts on as usual; the reset's file can go too. */
+		assert_int_equal(open_wal(dir, 40, &c, &rec, &w), 0);
+		collect_free(&c);
+		assert_int_equal(wal_compact(w, 80), 0);
+		wal_close(w);
+		na = list_wal_files(dir, &after);
+		assert_true(na >= 1);
+		if (strcmp(after[0], mid[reset_file]) != 0)
+			print_message("  compact(80) removed the reset's file\n");
+		free_files(after, na);
+		reopen_check(dir, 80, 81, 100, term2, &rec);
+		assert_true(rec.reset_index == 0 || rec.reset_index == 40);
+		assert_true(rec.first_index <= 81);
+
+		free_files(before, nb);
+		free_files(mid, nm);
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		free(dir);
+	}
+}
+
+/* A damaged reset record in the middle of the log is corruption, never a reason to keep or drop
+ * entries silently. */
+static void test_reset_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	const struct {
+		const char *what;
+		size_t at; /* byte of the reset record to flip; SIZE_MAX: rewrite it as index 0 */
+		bool zero8;
+	} cases[] = {
+	    {"length", 1, false},
+	    {"crc", 6, false},
+	    {"type", 8, false},
+	    {"index", 10, false},
+	    {"term", 20, false},
+	    {"zeroed header", 0, true},
+	    {"index 0, valid crc", SIZE_MAX, false},
+	};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct wal_recovery rec;
+		struct collect c = {0};
+		struct wal *w;
+		char *dir = dir_path(f->root, "reset-corrupt");
+		size_t offs[32], end, nrec, target;
+		char **files;
+		size_t nf;
+
+		assert_int_equal(open_wal(dir, 0, &c, &rec, &w), 0);
+		append_range(w, 1, 5, 1);
+		assert_int_equal(wal_reset(w, 10, 2), 0);
+		append_range(w, 11, 15, 2);
+		assert_int_equal(wal_sync(w), 0);
+		wal_close(w);
+		nf = list_wal_files(dir, &files);
+		nrec = record_offsets(files[0], offs, 32, &end);
+		assert_int_equal(nrec, 12); /* header, 5 entries, reset, 5 entries */
+		target = offs[6];
+		assert_int_equal(offs[7] - offs[6], 8 + 1 + 16);
+		if (cases[k].zero8) {
+			zero_range(files[0], target, target + 8);
+		} else if (cases[k].at == SIZE_MAX) {
+			size_t len;
+			unsigned char *p = read_file(files[0], &len);
+			uint32_t crc;
+
+			memset(p + target + 9, 0, 8);
+			crc = crc32c(0, p + target + 8, 17);
+			for (int i = 0; i < 4; i++)
+				p[target + 4 + i] = (unsigned char)(crc >> (8 * i));
+			patch_file(files[0], target, p + target, 25);
+			free(p);
+		} else {
+			flip_byte(files[0], target + cases[k].at);
+		}
+		print_message("corrupt reset %s\n", cases[k].what);
+		expect_corrupt(dir, 10, files[0], target);
+		free_files(files, nf);
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		free(dir);
+	}
+
+	/* An entry at or below the reset's index after it (wal_append never writes one), with a
+	 * valid crc: corruption at that entry. */
+	{
+		struct wal_recovery rec;
+		struct collect c = {0};
+		struct wal *w;
+		size_t offs[32], end, len;
+		char **files;
+		size_t nf;
+		unsigned char *p;
+		uint32_t crc;
+
+		assert_int_equal(open_wal(f->wal, 0, &c, &rec, &w), 0);
+		append_range(w, 1, 5, 1);
+		assert_int_equal(wal_reset(w, 10, 2), 0);
+		append_range(w, 11, 15, 2);
+		assert_int_equal(wal_sync(w), 0);
+		wal_close(w);
+		nf = list_wal_files(f->wal, &files);
+		assert_int_equal(record_offsets(files[0], offs, 32, &end), 12);
+		p = read_file(files[0], &len);
+		p[offs[7] + 8 + 1 + 8] = 10; /* entry 11 claims index 10 */
+		crc = crc32c(0, p + offs[7] + 8, le32(p + offs[7]));
+		for (int i = 0; i < 4; i++)
+			p[offs[7] + 4 + i] = (unsigned char)(crc >> (8 * i));
+		patch_file(files[0], offs[7], p + offs[7], offs[8] - offs[7]);
+		free(p);
+		expect_corrupt(f->wal, 10, files[0], offs[7]);
+		assert_int_equal(open_wal(f->wal, 10, &c, &rec, &w), FLT_ECORRUPT);
+		assert_non_null(strstr(rec.error, "after a reset of the log to index 10"));
+		free_files(files, nf);
+	}
+}
+
 /* ---- snapshots ---- */
 
 static void test_snapshots(void **state)
@@ -1107,6 +1571,161 @@ static void test_snapshots(void **state)
 	buf_release(&out);
 }
 
+/* Rewrite a snapshot file's crc over everything after it (to forge damage the crc misses). */
+static void snap_fix_crc(const char *path)
+{
+	size_t len = file_size(path);
+	unsigned char *p = read_file(path, &len);
+	uint32_t crc = crc32c(0, p + 12, len - 12);
+
+	for (int i = 0; i < 4; i++)
+		p[8 + i] = (unsigned char)(crc >> (8 * i));
+	patch_file(path, 8, p + 8, 4);
+	free(p);
+}
+
+/* The configuration travels with the snapshot; version 1 files (before it did) still load. */
+static void test_snapshot_conf(void **state)
+{
+	struct fixture *f = *state;
+	struct buf out = BUF_INIT, conf = BUF_INIT;
+	char err[512] = "";
+	uint64_t index = 0, term = 0;
+	const unsigned char cf[] = {2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0};
+
+	/* Round trip, with the wrappers on both sides. */
+	assert_int_equal(snap_save_conf(f->snap, 10, 2, cf, sizeof(cf), "state", 5), 0);
+	assert_int_equal(
+	    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)), 1);
+	assert_int_equal(index, 10);
+	assert_int_equal(term, 2);
+	assert_int_equal(conf.len, sizeof(cf));
+	assert_memory_equal(conf.data, cf, sizeof(cf));
+	assert_int_equal(out.len, 5);
+	assert_memory_equal(out.data, "state", 5);
+	buf_release(&out);
+	assert_int_equal(snap_load_latest(f->snap, &index, &term, &out, err, sizeof(err)), 1);
+	assert_int_equal(out.len, 5);
+	assert_memory_equal(out.data, "state", 5);
+	assert_int_equal(
+	    snap_load_latest_conf(f->snap, &index, &term, NULL, &out, err, sizeof(err)), 1);
+	/* Empty data with a conf; a conf-less snap_save reads back an empty conf. */
+	assert_int_equal(snap_save_conf(f->snap, 11, 2, cf, sizeof(cf), NULL, 0), 0);
+	assert_int_equal(
+	    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)), 1);
+	assert_int_equal(index, 11);
+	assert_int_equal(conf.len, sizeof(cf));
+	assert_int_equal(out.len, 0);
+	assert_int_equal(snap_save(f->snap, 12, 3, "abc", 3), 0);
+	assert_int_equal(
+	    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)), 1);
+	assert_int_equal(index, 12);
+	assert_int_equal(conf.len, 0);
+	assert_int_equal(out.len, 3);
+	assert_memory_equal(out.data, "abc", 3);
+
+	/* A version 1 file, as the previous build wrote it: [magic v1][crc][index][term][data]. */
+	{
+		char *v1 = dir_path(f->snap, "0000000000000004-0000000000000014.snap");
+		unsigned char h[28] = {'F', 'L', 'O', 'T', 'S', 'N', 'P', 1};
+		const char data[] = "version one";
+		uint32_t crc;
+		int fd;
+
+		for (int i = 0; i < 8; i++) {
+			h[12 + i] = (unsigned char)((uint64_t)20 >> (8 * i));
+			h[20 + i] = (unsigned char)((uint64_t)4 >> (8 * i));
+		}
+		crc = crc32c(crc32c(0, h + 12, 16), data, sizeof(data) - 1);
+		for (int i = 0; i < 4; i++)
+			h[8 + i] = (unsigned char)(crc >> (8 * i));
+		fd = open(v1, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, h, sizeof(h)), (ssize_t)sizeof(h));
+		assert_int_equal(write(fd, data, sizeof(data) - 1), (ssize_t)sizeof(data) - 1);
+		close(fd);
+		assert_int_equal(
+		    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)),
+		    1);
+		assert_int_equal(index, 20);
+		assert_int_equal(term, 4);
+		assert_int_equal(conf.len, 0);
+		assert_int_equal(out.len, sizeof(data) - 1);
+		assert_memory_equal(out.data, data, sizeof(data) - 1);
+		assert_int_equal(snap_load_latest(f->snap, &index, &term, &out, err, sizeof(err)),
+		                 1);
+		assert_int_equal(out.len, sizeof(data) - 1);
+		/* A damaged version 1 file is still caught. */
+		flip_byte(v1, 30);
+		assert_int_equal(
+		    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)),
+		    FLT_ECORRUPT);
+		assert_non_null(strstr(err, "checksum"));
+		free(v1);
+	}
+
+	/* Damage around the conf: the length (caught by the crc, or, when forged with a fixed
+	 * crc, by the bounds check), the conf bytes, a file cut inside the length. */
+	{
+		char *p = dir_path(f->snap, "0000000000000005-000000000000001e.snap");
+		const struct {
+			const char *what;
+			size_t at;           /* byte to flip */
+			uint32_t forged_len; /* != 0: write this conf length (and fix the crc) */
+			bool keep_crc;
+			size_t cut; /* != 0: truncate to this many bytes */
+			const char *msg;
+		} cases[] = {
+		    {"conf length byte", 28, 0, false, 0, "past the end"},
+		    {"conf length smaller", 0, 4, true, 0, "checksum"},
+		    {"conf byte", 33, 0, false, 0, "checksum"},
+		    {"conf length past the end", 0, 0xffffffffu, false, 0, "past the end"},
+		    {"conf length one past", 0, sizeof(cf) + 6, false, 0, "past the end"},
+		    {"cut in the conf length", 0, 0, false, 30, "too short"},
+		    {"cut in the conf", 0, 0, false, 40, "past the end"},
+		};
+
+		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5), 0);
+		for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+			assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5),
+			                 0);
+			if (cases[k].forged_len) {
+				unsigned char l[4];
+
+				for (int i = 0; i < 4; i++)
+					l[i] = (unsigned char)(cases[k].forged_len >> (8 * i));
+				patch_file(p, 28, l, 4);
+				if (!cases[k].keep_crc)
+					snap_fix_crc(p);
+			} else if (cases[k].cut) {
+				assert_int_equal(truncate(p, (off_t)cases[k].cut), 0);
+			} else {
+				flip_byte(p, cases[k].at);
+			}
+			err[0] = '\0';
+			index = term = 0;
+			assert_int_equal(snap_load_latest_conf(f->snap, &index, &term, &conf, &out,
+			                                       err, sizeof(err)),
+			                 FLT_ECORRUPT);
+			print_message("snapshot %s: %s\n", cases[k].what, err);
+			assert_non_null(strstr(err, p));
+			assert_non_null(strstr(err, cases[k].msg));
+			assert_int_equal(index, 0); /* out params untouched */
+			assert_int_equal(conf.len, 0);
+		}
+		/* A version this build does not know. */
+		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5), 0);
+		patch_file(p, 7, "\x03", 1);
+		assert_int_equal(
+		    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)),
+		    FLT_EVERSION);
+		assert_non_null(strstr(err, "version 3"));
+		free(p);
+	}
+	buf_release(&out);
+	buf_release(&conf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1125,6 +1744,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_compaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_torn_tail, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_compaction, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_corrupt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_conf, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
