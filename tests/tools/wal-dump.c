@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 /* Mirrors the format in src/raft/wal.c (version 1). */
-enum { REC_SEGMENT = 1, REC_ENTRY = 2, REC_HARD_STATE = 3 };
+enum { REC_SEGMENT = 1, REC_ENTRY = 2, REC_HARD_STATE = 3, REC_RESET = 4 };
 
 static uint64_t le(const unsigned char *p, int n)
 {
@@ -104,6 +104,10 @@ static int dump_file(const char *path, bool data)
 		else if (r[0] == REC_HARD_STATE && len == 25)
 			printf("hard state term %" PRIu64 " vote %" PRIu64 " commit %" PRIu64 "\n",
 			       le(r + 1, 8), le(r + 9, 8), le(r + 17, 8));
+		else if (r[0] == REC_RESET && len == 17)
+			printf("reset: earlier entries void, log continues after index %" PRIu64
+			       " term %" PRIu64 "\n",
+			       le(r + 1, 8), le(r + 9, 8));
 		else if (r[0] == REC_ENTRY && len >= 18) {
 			printf("entry index %" PRIu64 " term %" PRIu64 " type %u len %" PRIu32,
 			       le(r + 9, 8), le(r + 1, 8), r[17], len - 18);
