@@ -17,6 +17,7 @@
 #include "util/err.h"
 #include "util/log.h"
 #include "util/util.h"
+#include "util/fs.h"
 
 /* One proposal or read barrier waiting for the next group commit. */
 struct pending {
@@ -46,29 +47,6 @@ struct node {
 	bool failed;            /* the WAL could not be written: refuse further writes */
 	struct node_stats stats;
 };
-
-static int mkdir_p(const char *path)
-{
-	char *p = strdup(path), *s;
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			r = -errno;
-		*s = '/';
-		if (r < 0)
-			break;
-	}
-	if (!r && mkdir(p, 0700) < 0 && errno != EEXIST)
-		r = -errno;
-	free(p);
-	return r;
-}
 
 static char *path_join(const char *a, const char *b)
 {
@@ -327,9 +305,9 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = mkdir_p(n->wal_dir);
+	r = fs_mkdir_p(n->wal_dir, 0700);
 	if (r >= 0)
-		r = mkdir_p(n->snap_dir);
+		r = fs_mkdir_p(n->snap_dir, 0700);
 	if (r < 0) {
 		log_error("cannot create data dir '%s': %s", cfg->data_dir, flt_strerror(r));
 		goto fail;

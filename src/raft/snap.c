@@ -7,6 +7,8 @@
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/fs.h"
+#include "util/le.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,26 +36,6 @@ struct snap_name {
 	uint64_t term, index;
 };
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static int snap_err(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int snap_err(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -68,31 +50,6 @@ static int snap_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	return code;
 }
 
-static int mkdir_p(const char *path)
-{
-	char *p = strdup(path);
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return r;
-}
-
 static int fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
@@ -105,64 +62,10 @@ static int fsync_dir(const char *dir)
 	return r;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *data, size_t len)
-{
-	char *p = data;
-
-	while (len) {
-		ssize_t n = read(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO; /* the file shrank under us */
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static bool parse_hex16(const char *s, uint64_t *ret)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 16; i++) {
-		char c = s[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-
-		if (d < 0)
-			return false;
-		v = v << 4 | (uint64_t)d;
-	}
-	*ret = v;
-	return true;
-}
-
 static bool parse_snap_name(const char *n, size_t l, struct snap_name *ret)
 {
 	return l == SNAP_NAME_LEN && n[16] == '-' && memcmp(n + 33, ".snap", 5) == 0 &&
-	       parse_hex16(n, &ret->term) && parse_hex16(n + 17, &ret->index);
+	       fs_parse_hex16(n, &ret->term) && fs_parse_hex16(n + 17, &ret->index);
 }
 
 static int name_cmp_desc(const void *a, const void *b)
@@ -253,7 +156,7 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 
 	if (conf_len > UINT32_MAX)
 		return FLT_ETOOBIG;
-	r = mkdir_p(dir);
+	r = fs_mkdir_p(dir, 0700);
 	if (r < 0)
 		return r;
 	tmp = snap_path(dir, &s, ".tmp");
@@ -280,11 +183,11 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 		r = -errno;
 		goto out;
 	}
-	r = write_all(fd, h, sizeof(h));
+	r = fs_write_all(fd, h, sizeof(h));
 	if (r >= 0 && conf_len)
-		r = write_all(fd, conf, conf_len);
+		r = fs_write_all(fd, conf, conf_len);
 	if (r >= 0 && len)
-		r = write_all(fd, data, len);
+		r = fs_write_all(fd, data, len);
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r >= 0)
@@ -332,7 +235,7 @@ static int read_buf(int fd, struct buf *b, size_t len)
 	buf_clear(b);
 	r = buf_reserve(b, len);
 	if (r >= 0)
-		r = read_all(fd, b->data, len);
+		r = fs_read_all(fd, b->data, len);
 	if (r < 0)
 		return r;
 	b->len = len;
@@ -377,7 +280,7 @@ int snap_load_latest_conf(const char *dir, uint64_t *ret_index, uint64_t *ret_te
 		             "file '%s': too short for a snapshot (%" PRIu64 " bytes)", path, size);
 		goto out;
 	}
-	r = read_all(fd, h, SNAP_HDR);
+	r = fs_read_all(fd, h, SNAP_HDR);
 	if (r < 0) {
 		snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
 		goto out;
@@ -402,7 +305,7 @@ int snap_load_latest_conf(const char *dir, uint64_t *ret_index, uint64_t *ret_te
 			             path, size);
 			goto out;
 		}
-		r = read_all(fd, h + SNAP_HDR, SNAP_CONF_HDR);
+		r = fs_read_all(fd, h + SNAP_HDR, SNAP_CONF_HDR);
 		if (r < 0) {
 			snap_err(err, errlen, r, "cannot read '%s': %s", path, strerror(-r));
 			goto out;

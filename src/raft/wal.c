@@ -7,6 +7,8 @@
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/fs.h"
+#include "util/le.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,28 +73,6 @@ struct wal {
 	int failed; /* sticky: after a failed write or fdatasync the file state is unknown */
 };
 
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
 uint32_t wal_crc32c(uint32_t crc, const void *data, size_t len)
 {
 	return crc32c(crc, data, len);
@@ -130,51 +110,6 @@ static bool all_zero(const unsigned char *p, size_t n)
 	return true;
 }
 
-static int pwrite_all(int fd, const void *data, size_t len, uint64_t off)
-{
-	const char *p = data;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* mkdir -p: the daemon is handed "<data dir>/wal" and the data dir may not exist yet. */
-static int mkdir_p(const char *path)
-{
-	char *p = strdup(path);
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1;; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		char c = *s;
-
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*s = c;
-		if (!c)
-			break;
-	}
-	free(p);
-	return r;
-}
-
 static char *seg_path(const struct wal *w, uint64_t seq, uint64_t first, const char *suffix)
 {
 	struct buf b = BUF_INIT;
@@ -187,35 +122,11 @@ static char *seg_path(const struct wal *w, uint64_t seq, uint64_t first, const c
 	return buf_steal(&b);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static bool parse_hex16(const char *s, uint64_t *ret)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 16; i++) {
-		int d = hexval(s[i]);
-
-		if (d < 0)
-			return false;
-		v = v << 4 | (uint64_t)d;
-	}
-	*ret = v;
-	return true;
-}
-
 /* "<seq:016x>-<first:016x>.wal" exactly; anything else in the directory is not ours. */
 static bool parse_name(const char *n, uint64_t *seq, uint64_t *first)
 {
-	return n[16] == '-' && memcmp(n + 33, ".wal", 4) == 0 && parse_hex16(n, seq) &&
-	       parse_hex16(n + 17, first);
+	return n[16] == '-' && memcmp(n + 33, ".wal", 4) == 0 && fs_parse_hex16(n, seq) &&
+	       fs_parse_hex16(n + 17, first);
 }
 
 static int seg_cmp(const void *a, const void *b)
@@ -374,7 +285,7 @@ static int create_segment(struct wal *w, uint64_t seq, uint64_t first, int *ret_
 	/* Preallocation lets later fdatasyncs skip the size update; not every filesystem can. */
 	if (w->segment_size > b.len && fallocate(fd, 0, 0, (off_t)w->segment_size) == 0)
 		size = w->segment_size;
-	r = pwrite_all(fd, b.data, b.len, 0);
+	r = fs_pwrite_all(fd, b.data, b.len, 0);
 	if (r < 0)
 		goto fail;
 	if (fsync(fd) < 0 || rename(tmp, path) < 0 || fsync(w->dir_fd) < 0) {
@@ -912,7 +823,7 @@ int wal_open(const char *dir, uint64_t after_index, wal_entry_fn cb, void *ctx,
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = mkdir_p(dir);
+	r = fs_mkdir_p(dir, 0700);
 	if (r < 0) {
 		rec_err(rec, r, "cannot create directory '%s': %s", dir, strerror(-r));
 		goto fail;
@@ -1118,7 +1029,7 @@ int wal_sync(struct wal *w)
 		if (fallocate(w->fd, 0, 0, (off_t)w->segment_size) == 0)
 			w->alloc_size = w->segment_size;
 	}
-	r = pwrite_all(w->fd, w->pending.data, len, w->write_off);
+	r = fs_pwrite_all(w->fd, w->pending.data, len, w->write_off);
 	if (r >= 0 && fdatasync(w->fd) < 0)
 		r = -errno;
 	if (r < 0) {
