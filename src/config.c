@@ -39,8 +39,9 @@ static const struct opt opts[] = {
 	  "URLs to serve the client API on (http://IP:PORT or unix://PATH)"),
 	O("advertise-client-urls", OPT_LIST, advertise_client_urls,
 	  "http://127.0.0.1:2379,http://127.0.0.1:4001", "client URLs told to the rest of the cluster"),
-	O("listen-peer-urls", OPT_LIST, listen_peer_urls, "http://127.0.0.1:2380",
-	  "URLs to listen on for peer traffic"),
+	O("listen-peer-urls", OPT_LIST, listen_peer_urls,
+	  "http://127.0.0.1:2380,http://127.0.0.1:7001",
+	  "URLs to listen on for peer traffic (a one-member cluster opens none)"),
 	O("initial-advertise-peer-urls", OPT_LIST, initial_advertise_peer_urls,
 	  "http://127.0.0.1:2380", "peer URLs told to the rest of the cluster"),
 	O("initial-cluster", OPT_STR, initial_cluster, NULL,
@@ -410,4 +411,168 @@ void config_release(struct config *c)
 			strlist_release(field);
 		}
 	}
+}
+
+/* ---- --initial-cluster ---- */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+uint64_t config_member_id(const char *urls, const char *token)
+{
+	struct strlist l = {0};
+	uint64_t h = FNV_BASIS;
+
+	if (strlist_split(&l, urls) == 0 && l.n)
+		qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+	for (size_t i = 0; i < l.n; i++)
+		h = fnv1a(h, l.v[i], strlen(l.v[i]) + 1); /* the NUL separates the URLs */
+	strlist_release(&l);
+	h = fnv1a(h, token, strlen(token));
+	return h ? h : 1;
+}
+
+uint64_t config_cluster_id(const uint64_t *ids, size_t n, const char *token)
+{
+	uint64_t *s = malloc((n ? n : 1) * sizeof(*s)), h = FNV_BASIS;
+
+	if (s) {
+		memcpy(s, ids, n * sizeof(*s));
+		qsort(s, n, sizeof(*s), cmp_u64);
+		for (size_t i = 0; i < n; i++) {
+			unsigned char b[8];
+
+			for (int j = 0; j < 8; j++)
+				b[j] = (unsigned char)(s[i] >> (8 * j));
+			h = fnv1a(h, b, sizeof(b));
+		}
+		free(s);
+	}
+	h = fnv1a(h, token, strlen(token));
+	return h ? h : 1;
+}
+
+void config_cluster_release(struct config_cluster *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].name);
+		free(c->v[i].peer_urls);
+	}
+	free(c->v);
+	memset(c, 0, sizeof(*c));
+}
+
+static int cluster_add(struct config_cluster *c, const char *name, size_t nlen, const char *url,
+                       size_t ulen)
+{
+	struct config_member *m = NULL;
+	struct buf b = BUF_INIT;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (strlen(c->v[i].name) == nlen && !strncmp(c->v[i].name, name, nlen))
+			m = &c->v[i];
+	if (!m) {
+		struct config_member *nv = realloc(c->v, (c->n + 1) * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		c->v = nv;
+		m = &c->v[c->n];
+		memset(m, 0, sizeof(*m));
+		m->name = strndup(name, nlen);
+		if (!m->name)
+			return -ENOMEM;
+		c->n++;
+	}
+	if (buf_printf(&b, "%s%s%.*s", m->peer_urls ? m->peer_urls : "", m->peer_urls ? "," : "",
+	               (int)ulen, url) < 0) {
+		buf_release(&b);
+		return -ENOMEM;
+	}
+	free(m->peer_urls);
+	m->peer_urls = buf_steal(&b);
+	return 0;
+}
+
+int config_parse_cluster(const char *initial_cluster, const char *token, struct config_cluster *ret,
+                         char *err, size_t errlen)
+{
+	struct config_cluster c = {0};
+	struct strlist items = {0};
+	uint64_t *ids = NULL;
+	int r;
+
+	r = strlist_split(&items, initial_cluster);
+	if (r < 0)
+		goto out;
+	if (!items.n) {
+		seterr(err, errlen, "invalid initial-cluster '%s': no member", initial_cluster);
+		r = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; i < items.n; i++) {
+		const char *it = items.v[i], *eq = strchr(it, '=');
+
+		if (!eq || eq == it || !eq[1]) {
+			seterr(err, errlen,
+			       "invalid initial-cluster item '%s': want name=http://IP:PORT", it);
+			r = -EINVAL;
+			goto out;
+		}
+		r = cluster_add(&c, it, (size_t)(eq - it), eq + 1, strlen(eq + 1));
+		if (r < 0)
+			goto out;
+	}
+	ids = calloc(c.n, sizeof(*ids));
+	if (!ids) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		c.v[i].id = config_member_id(c.v[i].peer_urls, token);
+		ids[i] = c.v[i].id;
+		for (size_t j = 0; j < i; j++) {
+			if (c.v[j].id != c.v[i].id)
+				continue;
+			seterr(err, errlen,
+			       "invalid initial-cluster: members '%s' and '%s' have the same peer "
+			       "URLs",
+			       c.v[j].name, c.v[i].name);
+			r = -EINVAL;
+			goto out;
+		}
+	}
+	c.cluster_id = config_cluster_id(ids, c.n, token);
+	*ret = c;
+	memset(&c, 0, sizeof(c));
+	r = 0;
+out:
+	free(ids);
+	strlist_release(&items);
+	config_cluster_release(&c);
+	return r;
 }

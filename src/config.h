@@ -42,6 +42,32 @@ enum config_result { CONFIG_OK = 0, CONFIG_EXIT_OK = 1 /* --help/--version print
 int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
 void config_release(struct config *c);
 
+/* One member of --initial-cluster ("name=url,name=url2,other=url3": a name may repeat to give
+ * a member several peer URLs). */
+struct config_member {
+	char *name;      /* owned */
+	char *peer_urls; /* owned, comma-separated, in the order given */
+	uint64_t id;     /* config_member_id of its URLs */
+};
+
+struct config_cluster {
+	struct config_member *v; /* owned, in order of first appearance */
+	size_t n;
+	uint64_t cluster_id; /* config_cluster_id */
+};
+
+/* Parse --initial-cluster. Every node computes the same ids from the same flags. Returns 0, or
+ * -EINVAL with `err` naming the problem (empty, an item without '=', an empty name or URL, two
+ * members with the same id), or -ENOMEM. */
+int config_parse_cluster(const char *initial_cluster, const char *token,
+			 struct config_cluster *ret, char *err, size_t errlen);
+void config_cluster_release(struct config_cluster *c);
+/* A member's id, as etcd derives it: a hash (FNV-1a 64 here) of its sorted peer URLs and the
+ * cluster token; never 0. `urls` is comma-separated. */
+uint64_t config_member_id(const char *urls, const char *token);
+/* The cluster's id: a hash of the sorted member ids and the token; never 0. */
+uint64_t config_cluster_id(const uint64_t *ids, size_t n, const char *token);
+
 /* Split "a,b,c" into a list (empty items dropped). 0 or -ENOMEM. */
 int strlist_split(struct strlist *l, const char *s);
 void strlist_release(struct strlist *l);

@@ -22,6 +22,10 @@
 
 /* How often the TTL clock is checked; an expired key goes at most this late. */
 #define TTL_CHECK_INTERVAL 0.1
+/* A leader of several members stamps its clock into the log at least this often (etcd's SYNC),
+ * so replicas' view of time never lags by more. A one-member cluster only syncs when a TTL is
+ * due, as before (its log stays free of idle entries). */
+#define SYNC_INTERVAL_NS 500000000LL
 
 struct daemon {
 	struct ev_loop *loop;
@@ -32,23 +36,41 @@ struct daemon {
 	struct api api;
 	ev_signal sigterm_w, sigint_w;
 	ev_timer ttl_w;
+	ev_timer handoff_w; /* SIGTERM on a leader: wait for the transfer to finish */
+	int64_t handoff_end_ns;
 	bool sync_in_flight; /* a TTL sync entry is proposed and not yet applied */
+	int64_t last_sync_ns;
+	struct config_cluster cluster;
 };
 
-/* FNV-1a: member and cluster ids derived from the configuration, stable across restarts. */
-static uint64_t fnv1a(uint64_t h, const char *s)
+static void on_handoff(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	struct daemon *d = container_of(w, struct daemon, handoff_w);
+
+	(void)revents;
+	if (node_is_leader(d->node) && flt_monotime_ns() < d->handoff_end_ns)
+		return;
+	if (node_is_leader(d->node))
+		log_warn("leadership transfer did not finish in time: stopping anyway");
+	ev_break(loop, EVBREAK_ALL);
 }
 
+/* A leader stopped cleanly hands leadership over first (as etcd does), so the cluster does not
+ * wait out an election timeout; a second signal stops at once. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct daemon *d = w->data;
+
 	(void)revents;
 	log_notice("received %s, shutting down", strsignal(w->signum));
+	if (d && d->node && !ev_is_active(&d->handoff_w) && node_cluster_size(d->node) > 1 &&
+	    node_transfer_leadership(d->node) == 0) {
+		d->handoff_end_ns =
+		    flt_monotime_ns() + 2 * (int64_t)d->cfg.election_timeout * 1000000;
+		ev_timer_init(&d->handoff_w, on_handoff, 0.02, 0.02);
+		ev_timer_start(loop, &d->handoff_w);
+		return;
+	}
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -75,7 +97,10 @@ static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (d->sync_in_flight || store_next_expiry(d->store) > now || !node_is_leader(d->node))
+	if (d->sync_in_flight || !node_is_leader(d->node))
+		return;
+	if (store_next_expiry(d->store) > now &&
+	    (node_cluster_size(d->node) < 2 || now - d->last_sync_ns < SYNC_INTERVAL_NS))
 		return;
 	memset(&cmd, 0, sizeof(cmd));
 	cmd.op = STORE_OP_SYNC;
@@ -88,6 +113,7 @@ static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
 		log_warn("cannot propose a TTL sync: %s", flt_strerror(r));
 	else
 		d->sync_in_flight = true;
+	d->last_sync_ns = now;
 }
 
 /* A daemon holds a file descriptor per client connection: take all the kernel allows. */
@@ -105,27 +131,55 @@ static void raise_fd_limit(void)
 static int daemon_start(struct daemon *d)
 {
 	struct node_config ncfg = {0};
+	struct node_member *members = NULL;
 	struct web_limits lim;
-	uint64_t member_id, cluster_id;
+	uint64_t member_id = 0, cluster_id;
+	char err[512] = "";
 	int r;
 
-	member_id = fnv1a(0xcbf29ce484222325ULL, d->cfg.initial_cluster_token);
-	for (size_t i = 0; i < d->cfg.initial_advertise_peer_urls.n; i++)
-		member_id = fnv1a(member_id, d->cfg.initial_advertise_peer_urls.v[i]);
-	member_id = fnv1a(member_id, d->cfg.name);
-	cluster_id = fnv1a(fnv1a(0xcbf29ce484222325ULL, d->cfg.initial_cluster_token),
-			   d->cfg.initial_cluster);
+	/* Ids come from --initial-cluster alone, so every member computes the same ones. */
+	r = config_parse_cluster(d->cfg.initial_cluster, d->cfg.initial_cluster_token, &d->cluster,
+	                         err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err[0] ? err : flt_strerror(r));
+		return r;
+	}
+	members = calloc(d->cluster.n, sizeof(*members));
+	if (!members)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->cluster.n; i++) {
+		members[i] = (struct node_member){.id = d->cluster.v[i].id,
+		                                  .name = d->cluster.v[i].name,
+		                                  .peer_urls = d->cluster.v[i].peer_urls};
+		if (!strcmp(d->cluster.v[i].name, d->cfg.name))
+			member_id = d->cluster.v[i].id;
+	}
+	if (!member_id) {
+		log_error("this member's name '%s' is not in initial-cluster '%s'", d->cfg.name,
+		          d->cfg.initial_cluster);
+		free(members);
+		return -EINVAL;
+	}
+	cluster_id = d->cluster.cluster_id;
 
 	r = store_new(&d->store);
 	if (r < 0) {
 		log_error("cannot create the store: %s", flt_strerror(r));
+		free(members);
 		return r;
 	}
 	ncfg.data_dir = d->cfg.data_dir;
 	ncfg.snapshot_count = d->cfg.snapshot_count;
 	ncfg.member_id = member_id;
 	ncfg.cluster_id = cluster_id;
+	ncfg.members = members;
+	ncfg.n_members = d->cluster.n;
+	ncfg.listen_peer_urls = (const char *const *)d->cfg.listen_peer_urls.v;
+	ncfg.n_listen_peer_urls = d->cfg.listen_peer_urls.n;
+	ncfg.heartbeat_ms = (unsigned)d->cfg.heartbeat_interval;
+	ncfg.election_ms = (unsigned)d->cfg.election_timeout;
 	r = node_new(d->loop, &ncfg, d->store, &d->node);
+	free(members);
 	if (r < 0)
 		return r; /* node_new logged why */
 
@@ -135,6 +189,7 @@ static int daemon_start(struct daemon *d)
 	d->api.store = d->store;
 	d->api.node = d->node;
 	d->api.name = d->cfg.name;
+	d->api.cluster = &d->cluster;
 	d->api.client_urls = (const char *const *)d->cfg.advertise_client_urls.v;
 	d->api.nclient_urls = d->cfg.advertise_client_urls.n;
 	d->api.peer_urls = (const char *const *)d->cfg.initial_advertise_peer_urls.v;
@@ -164,6 +219,8 @@ static int daemon_start(struct daemon *d)
 
 	ev_signal_init(&d->sigterm_w, on_signal, SIGTERM);
 	ev_signal_init(&d->sigint_w, on_signal, SIGINT);
+	d->sigterm_w.data = d;
+	d->sigint_w.data = d;
 	ev_signal_start(d->loop, &d->sigterm_w);
 	ev_signal_start(d->loop, &d->sigint_w);
 	ev_timer_init(&d->ttl_w, on_ttl_tick, TTL_CHECK_INTERVAL, TTL_CHECK_INTERVAL);
@@ -182,7 +239,9 @@ static void daemon_stop(struct daemon *d)
 		ev_signal_stop(d->loop, &d->sigterm_w);
 		ev_signal_stop(d->loop, &d->sigint_w);
 		ev_timer_stop(d->loop, &d->ttl_w);
+		ev_timer_stop(d->loop, &d->handoff_w);
 	}
+	config_cluster_release(&d->cluster);
 }
 
 int main(int argc, char **argv)

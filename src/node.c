@@ -1,7 +1,23 @@
-/* The log path of a one-member cluster (see node.h): proposals become WAL entries, one
- * fdatasync per loop turn covers all of them (group commit, run from an ev_prepare watcher just
- * before the loop would block), then the entries are applied to the store in index order and
- * their proposers answered. Nothing is acknowledged before it is on disk. */
+/* The log path of a replicated cluster (see node.h) on the pure Raft core (src/raft/raft.h): one
+ * ev_timer ticks the core, one ev_prepare (run just before the loop blocks) drains its ready
+ * batches in the order Raft demands: persist (WAL group commit, one fdatasync), then send (peer
+ * transport, msgpack codec), then apply committed entries to the store and answer the proposers.
+ *
+ * Ticks: one Raft tick is one heartbeat interval; the election timeout is
+ * election_ms / heartbeat_ms ticks (config.c guarantees >= 5).
+ *
+ * Proposals from any member. Each NORMAL entry carries a 17-byte header in front of the store
+ * command: 0xc1 (a byte msgpack never uses, so the bare commands of data dirs written before the
+ * cluster came still replay),
+ * the proposing member's id and a per-process sequence number (both u64 little-endian). A leader
+ * appends directly; a follower forwards the entry to the leader (RAFT_MSG_PROP, dropped by a
+ * non-leader); either way the proposer recognises its own entry when it applies it. A proposal
+ * whose (index, term) the leader knew and that is passed by the applied index without being
+ * seen was replaced after a leader change and fails with FLT_ENOTLEADER; every proposal times
+ * out with FLT_ENOTLEADER after three election timeouts. Proposals made while no leader is known
+ * wait (within the same deadline) and go out when one appears. Sequence numbers start at the
+ * wall clock in ns at start-up, so a restarted member never mistakes an entry of its previous
+ * life for a new proposal. */
 #include "node.h"
 
 #include <errno.h>
@@ -9,44 +25,74 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "peer/peer.h"
+#include "raft/codec.h"
+#include "raft/raft.h"
 #include "raft/wal.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/fs.h"
+#include "util/le.h"
 #include "util/log.h"
 #include "util/util.h"
-#include "util/fs.h"
 
-/* One proposal or read barrier waiting for the next group commit. */
-struct pending {
-	struct pending *next;
+#define HDR_MAGIC 0xc1
+#define HDR_LEN   17
+/* Proposals and read barriers not answered within this many election timeouts fail. */
+#define DEADLINE_ELECTIONS 3
+
+enum req_state {
+	REQ_WAITING,   /* not handed to the core yet (no leader, or the core was busy) */
+	REQ_SUBMITTED, /* proposed / read index asked */
+	REQ_READY,     /* read barrier: the read index is known, wait for apply */
+};
+
+/* One proposal or read barrier in flight. */
+struct req {
+	struct req *next;
 	node_done_fn cb;
 	void *ctx;
-	uint64_t index; /* the entry's index; 0 for a read barrier */
+	bool is_read;
+	enum req_state state;
+	uint64_t seq;        /* proposal id (in the entry header) / read ctx */
+	uint64_t index;      /* leader-local proposal: its index; read: the read index */
+	uint64_t term;       /* leader-local proposal: its term */
+	int64_t deadline_ns; /* monotonic */
 	size_t len;
-	char data[]; /* the entry, kept until applied */
+	unsigned char data[]; /* the entry (header + command) for a proposal */
 };
 
 struct node {
 	struct ev_loop *loop;
 	struct store *store;
+	struct raft *raft;
 	struct wal *wal;
+	struct peer_transport *peers;
 	char *wal_dir;
 	char *snap_dir;
 	uint64_t member_id, cluster_id;
 	uint64_t snapshot_count;
-	uint64_t term;
-	uint64_t last_index;    /* last entry in the log */
-	uint64_t applied;       /* last entry applied to the store */
-	uint64_t snap_index;    /* index of the newest snapshot */
-	struct pending *head, *tail;
-	ev_prepare commit_w;    /* group commit before the loop blocks */
-	ev_idle wake_w;         /* keeps the loop from blocking while proposals wait */
-	bool failed;            /* the WAL could not be written: refuse further writes */
+	uint64_t applied;
+	uint64_t snap_index;
+	uint64_t seq;
+	uint64_t leader;
+	int64_t timeout_ns;
+	struct raft_conf boot_conf; /* from --initial-cluster: used when nothing on disk says */
+	struct req *head, *tail;
+	ev_timer tick_w;
+	ev_prepare ready_w;
+	ev_idle wake_w; /* keeps the loop from blocking while requests wait for the ready loop */
+	bool in_ready;
+	bool failed;
+	struct wal_entry *went; /* scratch for converting a ready's entries */
+	size_t went_cap;
+	struct buf frame; /* scratch for encoding messages */
 	struct node_stats stats;
 };
+
+/* ---- helpers ---- */
 
 static char *path_join(const char *a, const char *b)
 {
@@ -59,235 +105,659 @@ static char *path_join(const char *a, const char *b)
 	return buf_steal(&out);
 }
 
-/* Apply one committed entry. Store errors in the command itself (compare failed, ...) are
- * results, not failures; a failure here means the entry could not be decoded. */
-static int apply_entry(struct node *n, uint64_t index, uint8_t type, const void *data, size_t len,
-		       struct store_result **ret)
+/* Split an entry into (proposer, seq) and the store command. Bare commands (node.c's) have no
+ * proposer. */
+static void entry_split(const void *data, size_t len, uint64_t *member, uint64_t *seq,
+                        const void **cmd, size_t *cmd_len)
 {
-	int r = 0;
+	const unsigned char *p = data;
 
-	*ret = NULL;
-	if (type == WAL_ENTRY_NORMAL)
-		r = store_apply(n->store, index, data, len, ret);
-	n->applied = index;
-	return r;
+	if (len >= HDR_LEN && p[0] == HDR_MAGIC) {
+		*member = get_le64(p + 1);
+		*seq = get_le64(p + 9);
+		*cmd = p + HDR_LEN;
+		*cmd_len = len - HDR_LEN;
+	} else {
+		*member = *seq = 0;
+		*cmd = data;
+		*cmd_len = len;
+	}
 }
 
-static int replay_cb(void *ctx, const struct wal_entry *e)
+static void req_unlink(struct node *n, struct req *prev, struct req *q)
 {
-	struct node *n = ctx;
-	struct store_result *res;
-	int r;
-
-	r = apply_entry(n, e->index, e->type, e->data, e->len, &res);
-	store_result_free(res);
-	if (r < 0) {
-		log_error("cannot apply log entry %llu on replay: %s", (unsigned long long)e->index,
-			  flt_strerror(r));
-		return r;
-	}
-	n->last_index = e->index;
-	if (e->term > n->term)
-		n->term = e->term;
-	return 0;
+	if (prev)
+		prev->next = q->next;
+	else
+		n->head = q->next;
+	if (n->tail == q)
+		n->tail = prev;
 }
 
-static void maybe_snapshot(struct node *n)
+/* Answer and free one request (already unlinked). */
+static void req_finish(struct node *n, struct req *q, int err, const struct store_result *res,
+                       uint64_t index)
 {
-	struct buf b = BUF_INIT;
-	size_t len;
-	int r;
+	if (err < 0 && !q->is_read)
+		n->stats.proposals_failed++;
+	q->cb(q->ctx, err, res, index);
+	free(q);
+}
 
-	if (n->applied - n->snap_index < n->snapshot_count)
+static void fail_all(struct node *n, int err)
+{
+	struct req *q;
+
+	while ((q = n->head)) {
+		n->head = q->next;
+		if (!n->head)
+			n->tail = NULL;
+		req_finish(n, q, err, NULL, q->index);
+	}
+}
+
+/* ---- handing requests to the core ---- */
+
+static void submit(struct node *n, struct req *q)
+{
+	int64_t r;
+
+	if (n->in_ready || n->failed)
 		return;
-	r = store_snapshot_save(n->store, &b);
-	if (r >= 0)
-		r = snap_save(n->snap_dir, n->applied, n->term, b.data, b.len);
-	len = b.len;
-	buf_release(&b);
-	if (r < 0) {
-		/* Not fatal: the WAL still holds everything; we retry at the next threshold. */
-		log_error("cannot save snapshot at index %llu: %s", (unsigned long long)n->applied,
-			  flt_strerror(r));
-		n->snap_index = n->applied;
+	if (q->is_read) {
+		r = raft_read_index(n->raft, q->seq);
+		if (r == 0)
+			q->state = REQ_SUBMITTED;
 		return;
 	}
-	n->snap_index = n->applied;
-	n->stats.snapshots++;
-	r = wal_compact(n->wal, n->snap_index);
+	r = raft_propose_forward(n->raft, q->data, q->len, RAFT_ENTRY_NORMAL);
 	if (r < 0)
-		log_warn("cannot compact the WAL up to %llu: %s", (unsigned long long)n->snap_index,
-			 flt_strerror(r));
-	log_info("saved snapshot at index %llu (%zu bytes)", (unsigned long long)n->snap_index,
-		 len);
-}
-
-/* Fail every waiting proposal (the WAL is broken or we are shutting down). */
-static void fail_pending(struct node *n, int err)
-{
-	struct pending *p;
-
-	while ((p = n->head)) {
-		n->head = p->next;
-		p->cb(p->ctx, err, NULL, p->index);
-		free(p);
+		return; /* no leader (or a transfer runs): wait for one */
+	q->state = REQ_SUBMITTED;
+	if (r > 0) {
+		q->index = (uint64_t)r;
+		q->term = raft_term(n->raft);
 	}
-	n->tail = NULL;
 }
 
-static void commit_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+static void submit_waiting(struct node *n)
 {
-	struct node *n = container_of(w, struct node, commit_w);
-	struct pending *p;
-	uint64_t nentries = 0;
-	int r;
-
-	(void)loop;
-	(void)revents;
-	if (!n->head)
+	if (!raft_leader(n->raft))
 		return;
-	if (wal_pending(n->wal)) {
-		for (p = n->head; p; p = p->next)
-			nentries += p->index != 0;
-		r = wal_sync(n->wal);
-		if (r < 0) {
-			/* We cannot know what reached the disk: stop taking writes rather than
-			 * acknowledge something that may be lost. */
-			log_error("cannot write the WAL: %s; refusing further writes",
-				  flt_strerror(r));
-			n->failed = true;
-			fail_pending(n, r);
-			return;
-		}
-		n->stats.syncs++;
-		n->stats.entries_synced += nentries;
-	}
-	/* Callbacks may propose again: take the list first, new ones wait for the next turn. */
-	p = n->head;
-	n->head = n->tail = NULL;
-	while (p) {
-		struct pending *next = p->next;
-		struct store_result *res = NULL;
-
-		if (p->index) {
-			r = apply_entry(n, p->index, WAL_ENTRY_NORMAL, p->data, p->len, &res);
-			if (r == -ENOMEM) {
-				/* The entry is durable but the store may be half-changed: carrying
-				 * on would serve a state no replay reproduces. Die, and let the
-				 * restart's replay apply it whole (etcd panics here too). */
-				log_error("cannot apply log entry %llu: out of memory; exiting",
-					  (unsigned long long)p->index);
-				abort();
-			}
-			if (r < 0)
-				n->stats.proposals_failed++;
-			p->cb(p->ctx, r < 0 ? r : 0, res, p->index);
-			store_result_free(res);
-		} else {
-			p->cb(p->ctx, 0, NULL, n->applied);
-		}
-		free(p);
-		p = next;
-	}
-	maybe_snapshot(n);
+	for (struct req *q = n->head; q; q = q->next)
+		if (q->state == REQ_WAITING)
+			submit(n, q);
 }
 
-/* Only there so that the loop does not block: a proposal queued after this turn's commit (a
- * pipelined request parsed while responses were flushed, or one made from a commit callback)
- * is committed in the next turn instead of waiting for an unrelated wake-up. */
+/* Only there so that the loop does not block: a request queued after this turn's ready loop
+ * (a pipelined HTTP request parsed while responses were flushed, or one made from a callback)
+ * goes to the core in the next turn instead of waiting for an unrelated wake-up (a tick). */
 static void wake_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	(void)revents;
 	ev_idle_stop(loop, w);
 }
 
-static void enqueue(struct node *n, struct pending *p)
+static void enqueue(struct node *n, struct req *q)
 {
-	p->next = NULL;
-	if (n->tail)
-		n->tail->next = p;
-	else
-		n->head = p;
-	n->tail = p;
 	if (!ev_is_active(&n->wake_w))
 		ev_idle_start(n->loop, &n->wake_w);
+	q->next = NULL;
+	if (n->tail)
+		n->tail->next = q;
+	else
+		n->head = q;
+	n->tail = q;
+	q->deadline_ns = flt_monotime_ns() + n->timeout_ns;
+	q->state = REQ_WAITING;
+	submit(n, q);
 }
 
 int node_propose(struct node *n, const void *data, size_t len, node_done_fn cb, void *ctx)
 {
-	struct pending *p;
-	struct wal_entry e;
-	int r;
+	struct req *q;
 
 	if (n->failed)
 		return FLT_ESTOPPED;
-	p = malloc(sizeof(*p) + len);
-	if (!p)
+	q = calloc(1, sizeof(*q) + HDR_LEN + len);
+	if (!q)
 		return -ENOMEM;
-	memcpy(p->data, data, len);
-	p->len = len;
-	p->cb = cb;
-	p->ctx = ctx;
-	p->index = n->last_index + 1;
-	e = (struct wal_entry){.term = n->term,
-			       .index = p->index,
-			       .type = WAL_ENTRY_NORMAL,
-			       .data = p->data,
-			       .len = len};
-	r = wal_append(n->wal, &e, 1);
-	if (r < 0) {
-		free(p);
-		return r;
-	}
-	n->last_index = p->index;
+	q->cb = cb;
+	q->ctx = ctx;
+	q->seq = ++n->seq;
+	q->data[0] = HDR_MAGIC;
+	put_le64(q->data + 1, n->member_id);
+	put_le64(q->data + 9, q->seq);
+	memcpy(q->data + HDR_LEN, data, len);
+	q->len = HDR_LEN + len;
 	n->stats.proposals++;
-	n->stats.wal_bytes = wal_bytes_written(n->wal);
-	enqueue(n, p);
+	enqueue(n, q);
 	return 0;
 }
 
 int node_read_barrier(struct node *n, node_done_fn cb, void *ctx)
 {
-	struct pending *p = calloc(1, sizeof(*p));
+	struct req *q;
 
-	if (!p)
+	if (n->failed)
+		return FLT_ESTOPPED;
+	q = calloc(1, sizeof(*q));
+	if (!q)
 		return -ENOMEM;
-	p->cb = cb;
-	p->ctx = ctx;
-	enqueue(n, p);
+	q->cb = cb;
+	q->ctx = ctx;
+	q->is_read = true;
+	q->seq = ++n->seq;
+	enqueue(n, q);
 	return 0;
 }
 
-/* A new term for this start: record it durably before serving, as a Raft leader would (and
- * append the empty entry a new leader commits first, so X-Raft-Index moves like etcd's). */
-static int become_leader(struct node *n, const struct wal_recovery *rec)
+/* ---- applying ---- */
+
+/* After the applied index moved: answer reads that became safe, fail leader-local proposals
+ * whose slot was filled by another entry (the entry at their index would have matched). */
+static void settle(struct node *n)
 {
-	struct wal_hard_state hs = {.term = n->term + 1, .vote = n->member_id};
-	struct wal_entry e;
+	struct req *q = n->head, *prev = NULL;
+
+	while (q) {
+		struct req *next = q->next;
+		bool done_read = q->is_read && q->state == REQ_READY && q->index <= n->applied;
+		bool lost = !q->is_read && q->index && q->index <= n->applied;
+
+		if (done_read || lost) {
+			req_unlink(n, prev, q);
+			req_finish(n, q, lost ? FLT_ENOTLEADER : 0, NULL, n->applied);
+		} else {
+			prev = q;
+		}
+		q = next;
+	}
+}
+
+static void answer_proposal(struct node *n, uint64_t seq, int err, const struct store_result *res,
+                            uint64_t index)
+{
+	struct req *q = n->head, *prev = NULL;
+
+	for (; q; prev = q, q = q->next) {
+		if (q->is_read || q->seq != seq)
+			continue;
+		req_unlink(n, prev, q);
+		req_finish(n, q, err, res, index);
+		return;
+	}
+}
+
+static void apply_entry(struct node *n, const struct raft_entry *e)
+{
+	struct store_result *res = NULL;
+	uint64_t member, seq;
+	const void *cmd;
+	size_t len;
 	int r;
 
-	n->term = hs.term;
-	hs.commit = n->last_index + 1;
-	e = (struct wal_entry){.term = n->term, .index = n->last_index + 1, .type = WAL_ENTRY_NOOP};
-	(void)rec;
-	r = wal_append(n->wal, &e, 1);
-	if (r >= 0)
-		r = wal_set_hard_state(n->wal, &hs);
-	if (r >= 0)
-		r = wal_sync(n->wal);
+	if (e->type != RAFT_ENTRY_NORMAL) {
+		/* NOOPs carry nothing; the core tracks CONF entries itself as they are appended. */
+		n->applied = e->index;
+		return;
+	}
+	entry_split(e->data, e->len, &member, &seq, &cmd, &len);
+	r = store_apply(n->store, e->index, cmd, len, &res);
+	if (r == -ENOMEM) {
+		/* The entry is durable but the store may be half-changed: carrying on would serve
+		 * a state no replay reproduces. Die, and let the restart's replay apply it whole
+		 * (etcd panics here too). */
+		log_error("cannot apply log entry %llu: out of memory; exiting",
+		          (unsigned long long)e->index);
+		abort();
+	}
+	n->applied = e->index;
 	if (r < 0)
+		log_error("cannot apply log entry %llu: %s", (unsigned long long)e->index,
+		          flt_strerror(r));
+	if (member == n->member_id && seq)
+		answer_proposal(n, seq, r < 0 ? r : 0, r < 0 ? NULL : res, e->index);
+	store_result_free(res);
+}
+
+/* ---- sending ---- */
+
+static void send_msgs(struct node *n, const struct raft_msg *msgs, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		const struct raft_msg *m = &msgs[i];
+		enum peer_lane lane =
+		    m->type == RAFT_MSG_SNAPSHOT ? PEER_LANE_BULK : PEER_LANE_CONTROL;
+		int r;
+
+		if (!n->peers)
+			continue;
+		buf_clear(&n->frame);
+		r = raft_msg_encode(m, &n->frame);
+		if (r >= 0)
+			r = peer_send(n->peers, m->to, lane, n->frame.data, n->frame.len);
+		if (r < 0 && r != -ENOTCONN)
+			log_debug("cannot send %s to %llx: %s", raft_msg_type_name(m->type),
+			          (unsigned long long)m->to, flt_strerror(r));
+	}
+}
+
+/* ---- the ready loop ---- */
+
+static int persist(struct node *n, const struct raft_ready *rd)
+{
+	int r;
+
+	if (rd->snapshot) {
+		const struct raft_snapshot *s = rd->snapshot;
+		uint8_t conf[RAFT_CONF_ENCODED_MAX];
+		size_t clen = raft_conf_encode(&s->conf, conf);
+
+		/* The snapshot is durable before the reset record that voids the old log can be
+		 * (wal.h: a reset on disk always has its snapshot). */
+		r = snap_save_conf(n->snap_dir, s->index, s->term, conf, clen, s->data, s->len);
+		if (r < 0)
+			return r;
+		r = wal_reset(n->wal, s->index, s->term);
+		if (r < 0)
+			return r;
+		n->snap_index = s->index;
+		n->stats.snapshots++;
+	}
+	if (rd->n_entries) {
+		if (rd->n_entries > n->went_cap) {
+			struct wal_entry *w = realloc(n->went, rd->n_entries * sizeof(*w));
+
+			if (!w)
+				return -ENOMEM;
+			n->went = w;
+			n->went_cap = rd->n_entries;
+		}
+		for (size_t i = 0; i < rd->n_entries; i++) {
+			const struct raft_entry *e = &rd->entries[i];
+
+			n->went[i] = (struct wal_entry){.term = e->term,
+			                                .index = e->index,
+			                                .type = e->type,
+			                                .data = e->data,
+			                                .len = e->len};
+		}
+		r = wal_append(n->wal, n->went, rd->n_entries);
+		if (r < 0)
+			return r;
+	}
+	if (rd->hs_changed) {
+		struct wal_hard_state hs = {
+		    .term = rd->hs.term, .vote = rd->hs.vote, .commit = rd->hs.commit};
+
+		r = wal_set_hard_state(n->wal, &hs);
+		if (r < 0)
+			return r;
+	}
+	if (wal_pending(n->wal)) {
+		r = wal_sync(n->wal);
+		if (r < 0)
+			return r;
+		n->stats.syncs++;
+		n->stats.entries_synced += rd->n_entries;
+		n->stats.wal_bytes = wal_bytes_written(n->wal);
+	}
+	if (rd->snapshot)
+		(void)wal_compact(n->wal, rd->snapshot->index);
+	return 0;
+}
+
+static void maybe_snapshot(struct node *n)
+{
+	struct buf b = BUF_INIT;
+	uint64_t index = n->applied, term;
+	int r;
+
+	if (index < n->snap_index + n->snapshot_count || index <= raft_snapshot_index(n->raft))
+		return;
+	term = raft_term_at(n->raft, index);
+	r = store_snapshot_save(n->store, &b);
+	/* Compact first: the core then knows the configuration as of `index`, which the file
+	 * records. Should the save fail, the WAL still holds the entries the core dropped. */
+	if (r >= 0)
+		r = raft_compact(n->raft, index, b.data, b.len);
+	if (r >= 0) {
+		uint8_t conf[RAFT_CONF_ENCODED_MAX];
+		size_t clen = raft_conf_encode(raft_snapshot_conf(n->raft), conf);
+
+		r = snap_save_conf(n->snap_dir, index, term, conf, clen, b.data, b.len);
+	}
+	if (r < 0) {
+		/* Not fatal: the WAL still holds everything; retry at the next threshold. */
+		log_error("cannot save snapshot at index %llu: %s", (unsigned long long)index,
+		          flt_strerror(r));
+		n->snap_index = index;
+		buf_release(&b);
+		return;
+	}
+	n->snap_index = index;
+	n->stats.snapshots++;
+	r = wal_compact(n->wal, index);
+	if (r < 0)
+		log_warn("cannot compact the WAL up to %llu: %s", (unsigned long long)index,
+		         flt_strerror(r));
+	log_info("saved snapshot at index %llu (%zu bytes)", (unsigned long long)index, b.len);
+	buf_release(&b);
+}
+
+static void handle_ready(struct node *n, struct raft_ready *rd)
+{
+	int r;
+
+	r = persist(n, rd);
+	if (r < 0) {
+		/* We cannot know what reached the disk: stop rather than acknowledge something
+		 * that may be lost (and never send what depends on it). */
+		log_error("cannot write the WAL: %s; refusing further writes", flt_strerror(r));
+		n->failed = true;
+		return;
+	}
+	send_msgs(n, rd->msgs, rd->n_msgs);
+	if (rd->snapshot) {
+		r = store_snapshot_load(n->store, rd->snapshot->data, rd->snapshot->len);
+		if (r < 0) {
+			log_error("cannot load the snapshot at index %llu from the leader: %s",
+			          (unsigned long long)rd->snapshot->index, flt_strerror(r));
+			n->failed = true;
+			return;
+		}
+		log_info("installed snapshot at index %llu from the leader",
+		         (unsigned long long)rd->snapshot->index);
+		n->applied = rd->snapshot->index;
+	}
+	for (size_t i = 0; i < rd->n_committed; i++)
+		if (rd->committed[i].index > n->applied)
+			apply_entry(n, &rd->committed[i]);
+	for (size_t i = 0; i < rd->n_reads; i++)
+		for (struct req *q = n->head; q; q = q->next)
+			if (q->is_read && q->seq == rd->reads[i].ctx) {
+				q->state = REQ_READY;
+				q->index = rd->reads[i].index;
+			}
+	settle(n);
+	if (rd->soft_changed && rd->soft.leader != n->leader) {
+		if (rd->soft.leader)
+			log_info("leader is now %llx (term %llu, this node is %s)",
+			         (unsigned long long)rd->soft.leader,
+			         (unsigned long long)rd->hs.term, raft_role_name(rd->soft.role));
+		else
+			log_info("no leader (term %llu)", (unsigned long long)rd->hs.term);
+		n->leader = rd->soft.leader;
+	}
+}
+
+static void run_ready(struct node *n)
+{
+	struct raft_ready rd;
+
+	for (int round = 0; round < 64 && !n->failed; round++) {
+		submit_waiting(n);
+		if (!raft_has_ready(n->raft))
+			break;
+		raft_ready(n->raft, &rd);
+		n->in_ready = true;
+		handle_ready(n, &rd);
+		n->in_ready = false;
+		if (n->failed)
+			break;
+		raft_advance(n->raft, &rd);
+		maybe_snapshot(n);
+	}
+	if (n->failed)
+		fail_all(n, FLT_ESTOPPED);
+}
+
+static void ready_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	run_ready(container_of(w, struct node, ready_w));
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct node *n = container_of(w, struct node, tick_w);
+	int64_t now = flt_monotime_ns();
+	struct req *q = n->head, *prev = NULL;
+
+	(void)loop;
+	(void)revents;
+	if (n->failed)
+		return;
+	raft_tick(n->raft);
+	while (q) {
+		struct req *next = q->next;
+
+		if (q->deadline_ns <= now) {
+			req_unlink(n, prev, q);
+			req_finish(n, q, FLT_ENOTLEADER, NULL, n->applied);
+		} else {
+			prev = q;
+		}
+		q = next;
+	}
+}
+
+/* ---- the peer transport ---- */
+
+static void on_frame(void *ud, uint64_t from, enum peer_lane lane, const void *data, size_t len)
+{
+	struct node *n = ud;
+	struct raft_decoded d;
+	int r;
+
+	(void)lane;
+	if (n->in_ready || n->failed)
+		return; /* cannot happen from the loop; Raft resends anyway */
+	r = raft_msg_decode(data, len, &d);
+	if (r >= 0 && (d.msg.from != from || d.msg.to != n->member_id))
+		r = FLT_EPROTO;
+	if (r >= 0)
+		r = raft_step(n->raft, &d.msg);
+	if (r < 0)
+		log_debug("dropped a message from %llx: %s", (unsigned long long)from,
+		          flt_strerror(r));
+	raft_decoded_release(&d);
+}
+
+static void on_peer_state(void *ud, uint64_t member, enum peer_lane lane, bool connected)
+{
+	(void)ud;
+	log_debug("peer %llx lane %d %s", (unsigned long long)member, (int)lane,
+	          connected ? "connected" : "disconnected");
+}
+
+/* ---- start-up ---- */
+
+struct restore_ctx {
+	struct raft_entry *ents;
+	size_t n, cap;
+	struct buf data; /* all entry payloads, concatenated; pointers fixed up afterwards */
+	size_t *offs;
+};
+
+static int replay_cb(void *ctx, const struct wal_entry *e)
+{
+	struct restore_ctx *rc = ctx;
+
+	/* An entry with index i replaces everything from i on. */
+	while (rc->n && rc->ents[rc->n - 1].index >= e->index)
+		rc->n--;
+	if (rc->n && rc->ents[rc->n - 1].index + 1 != e->index)
+		return FLT_ECORRUPT;
+	if (rc->n == rc->cap) {
+		size_t cap = rc->cap ? 2 * rc->cap : 256;
+		struct raft_entry *ne = realloc(rc->ents, cap * sizeof(*ne));
+		size_t *no;
+
+		if (!ne)
+			return -ENOMEM;
+		rc->ents = ne;
+		no = realloc(rc->offs, cap * sizeof(*no));
+		if (!no)
+			return -ENOMEM;
+		rc->offs = no;
+		rc->cap = cap;
+	}
+	rc->ents[rc->n] =
+	    (struct raft_entry){.term = e->term, .index = e->index, .type = e->type, .len = e->len};
+	rc->offs[rc->n] = rc->data.len;
+	if (e->len && buf_append(&rc->data, e->data, e->len) < 0)
+		return -ENOMEM;
+	rc->n++;
+	return 0;
+}
+
+static void raft_trace(void *ud, uint64_t id, const char *what, uint64_t a, uint64_t b)
+{
+	(void)ud;
+	log_debug("raft %llx: %s (%llu, %llu)", (unsigned long long)id, what, (unsigned long long)a,
+	          (unsigned long long)b);
+}
+
+static int open_log(struct node *n, const struct node_config *cfg, struct raft_config *rcfg)
+{
+	struct restore_ctx rc = {.data = BUF_INIT};
+	struct wal_recovery rec;
+	struct raft_persisted p;
+	struct buf snap = BUF_INIT, sconf = BUF_INIT;
+	char err[512] = "";
+	uint64_t sidx = 0, sterm = 0;
+	int r;
+
+	r = snap_load_latest_conf(n->snap_dir, &sidx, &sterm, &sconf, &snap, err, sizeof(err));
+	if (r < 0) {
+		log_error("cannot load snapshot: %s", err[0] ? err : flt_strerror(r));
+		goto out;
+	}
+	if (r == 1) {
+		r = store_snapshot_load(n->store, snap.data, snap.len);
+		if (r < 0) {
+			log_error("cannot load snapshot at index %llu in '%s': %s",
+			          (unsigned long long)sidx, n->snap_dir, flt_strerror(r));
+			goto out;
+		}
+		n->snap_index = n->applied = sidx;
+	}
+	memset(&rec, 0, sizeof(rec));
+	r = wal_open(n->wal_dir, sidx, replay_cb, &rc, &rec, &n->wal);
+	if (r < 0) {
+		log_error("cannot open the WAL in '%s': %s", n->wal_dir,
+		          rec.error[0] ? rec.error : flt_strerror(r));
+		goto out;
+	}
+	if (rec.truncated_tail)
+		log_warn("the WAL in '%s' ended in a torn record (a write cut short by a crash): "
+		         "truncated it after index %llu",
+		         n->wal_dir, (unsigned long long)rec.last_index);
+	/* entries after a snapshot we no longer have in the log: drop the ones it covers */
+	if (rc.n && rc.ents[0].index != sidx + 1) {
+		log_error("the WAL in '%s' starts at index %llu but the snapshot ends at %llu: "
+		          "entries are missing",
+		          n->wal_dir, (unsigned long long)rc.ents[0].index,
+		          (unsigned long long)sidx);
+		r = FLT_ECORRUPT;
+		goto out;
+	}
+	for (size_t i = 0; i < rc.n; i++)
+		rc.ents[i].data = rc.ents[i].len ? rc.data.data + rc.offs[i] : NULL;
+
+	if (!sidx && !rc.n && !rec.hs.term) {
+		/* a brand-new member of a new cluster: bootstrap from --initial-cluster */
+		rcfg->voters = n->boot_conf.ids;
+		rcfg->n_voters = n->boot_conf.n;
+		r = raft_new(rcfg, &n->raft);
+		goto out;
+	}
+	r = raft_new(rcfg, &n->raft);
+	if (r < 0)
+		goto out;
+	memset(&p, 0, sizeof(p));
+	p.hs = (struct raft_hard_state){
+	    .term = rec.hs.term, .vote = rec.hs.vote, .commit = rec.hs.commit};
+	for (size_t i = 0; i < rc.n; i++)
+		if (rc.ents[i].term > p.hs.term)
+			p.hs.term = rc.ents[i].term; /* node.c's logs: the term came with entries */
+	if (sterm > p.hs.term)
+		p.hs.term = sterm;
+	if (p.hs.commit > sidx + rc.n)
+		p.hs.commit = sidx + rc.n;
+	p.snap.index = sidx;
+	p.snap.term = sterm;
+	/* The snapshot's own voter set; a snapshot without one (written by node.c, format 1) or
+	 * none at all (node.c's logs have no CONF entry) falls back on the initial cluster's. */
+	p.snap.conf = n->boot_conf;
+	if (sconf.len && raft_conf_decode(sconf.data, sconf.len, &p.snap.conf) < 0) {
+		log_error("cannot decode the configuration of the snapshot at index %llu in '%s'",
+		          (unsigned long long)sidx, n->snap_dir);
+		r = FLT_ECORRUPT;
+		goto out;
+	}
+	p.snap.data = snap.data;
+	p.snap.len = snap.len;
+	p.entries = rc.ents;
+	p.n_entries = rc.n;
+	p.applied = sidx;
+	r = raft_restore(n->raft, &p);
+	if (r < 0)
+		log_error("cannot restore the Raft state from '%s': %s", n->wal_dir,
+		          flt_strerror(r));
+	else
+		log_info("recovered: snapshot index %llu, log up to %llu, term %llu, commit %llu",
+		         (unsigned long long)sidx, (unsigned long long)(sidx + rc.n),
+		         (unsigned long long)p.hs.term, (unsigned long long)p.hs.commit);
+out:
+	free(rc.ents);
+	free(rc.offs);
+	buf_release(&rc.data);
+	buf_release(&snap);
+	buf_release(&sconf);
+	return r;
+}
+
+static int start_peers(struct node *n, const struct node_config *cfg)
+{
+	struct peer_callbacks cb = {.on_frame = on_frame, .on_peer_state = on_peer_state};
+	struct peer_config pc;
+	int r;
+
+	peer_config_default(&pc);
+	pc.member_id = n->member_id;
+	pc.cluster_id = n->cluster_id;
+	for (size_t i = 0; i < cfg->n_listen_peer_urls && i < PEER_MAX_LISTEN; i++)
+		pc.listen_urls[pc.nlisten++] = cfg->listen_peer_urls[i];
+	r = peer_transport_new(n->loop, &pc, &cb, n, &n->peers);
+	if (r < 0) {
+		log_error("cannot start the peer transport: %s", flt_strerror(r));
 		return r;
-	n->last_index = n->applied = e.index;
+	}
+	for (size_t i = 0; i < cfg->n_members; i++) {
+		if (cfg->members[i].id == n->member_id)
+			continue;
+		r = peer_add(n->peers, cfg->members[i].id, cfg->members[i].peer_urls);
+		if (r < 0) {
+			log_error("cannot add peer '%s' (%s): %s", cfg->members[i].name,
+			          cfg->members[i].peer_urls, flt_strerror(r));
+			return r;
+		}
+	}
+	for (size_t i = 0; i < pc.nlisten; i++)
+		log_info("serving peer traffic on '%s'", pc.listen_urls[i]);
 	return 0;
 }
 
 int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *store,
-	     struct node **ret)
+             struct node **ret)
 {
-	struct wal_recovery rec;
-	struct buf snap = BUF_INIT;
-	char err[512] = "";
-	uint64_t sidx = 0, sterm = 0;
+	unsigned hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
+	unsigned el = cfg->election_ms ? cfg->election_ms : 1000;
+	struct raft_config rcfg;
 	struct node *n;
 	int r;
 
@@ -299,6 +769,19 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 	n->member_id = cfg->member_id;
 	n->cluster_id = cfg->cluster_id;
 	n->snapshot_count = cfg->snapshot_count ? cfg->snapshot_count : 100000;
+	n->seq = (uint64_t)flt_realtime_ns();
+	n->timeout_ns = (int64_t)DEADLINE_ELECTIONS * el * 1000000;
+	buf_init(&n->frame);
+	for (size_t i = 0; i < cfg->n_members && n->boot_conf.n < RAFT_MAX_VOTERS; i++)
+		n->boot_conf.ids[n->boot_conf.n++] = cfg->members[i].id;
+	if (!n->boot_conf.n)
+		n->boot_conf.ids[n->boot_conf.n++] = n->member_id;
+	if (!raft_conf_has(&n->boot_conf, n->member_id)) {
+		log_error("this member (%llx) is not in the initial cluster",
+		          (unsigned long long)n->member_id);
+		r = FLT_EINVAL;
+		goto fail;
+	}
 	n->wal_dir = path_join(cfg->data_dir, "member/wal");
 	n->snap_dir = path_join(cfg->data_dir, "member/snap");
 	if (!n->wal_dir || !n->snap_dir) {
@@ -313,61 +796,53 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 		goto fail;
 	}
 
-	r = snap_load_latest(n->snap_dir, &sidx, &sterm, &snap, err, sizeof(err));
-	if (r < 0) {
-		log_error("cannot load snapshot: %s", err[0] ? err : flt_strerror(r));
+	memset(&rcfg, 0, sizeof(rcfg));
+	rcfg.id = n->member_id;
+	rcfg.heartbeat_tick = 1;
+	rcfg.election_tick = el / hb >= 2 ? el / hb : 2;
+	rcfg.pre_vote = true;
+	rcfg.check_quorum = true;
+	rcfg.max_inflight = 16; /* append batches in flight per follower (the core caps it) */
+	rcfg.max_entries_per_msg = 1024;
+	rcfg.max_bytes_per_msg = 1 << 20;
+	rcfg.max_snapshot_chunk = 1 << 20;
+	rcfg.seed = (uint64_t)flt_realtime_ns() ^ n->member_id;
+	rcfg.alloc = raft_libc_alloc();
+	rcfg.trace = raft_trace;
+	r = open_log(n, cfg, &rcfg);
+	if (r < 0)
 		goto fail;
-	}
-	if (r == 1) {
-		r = store_snapshot_load(store, snap.data, snap.len);
-		if (r < 0) {
-			log_error("cannot load snapshot at index %llu in '%s': %s",
-				  (unsigned long long)sidx, n->snap_dir, flt_strerror(r));
-			goto fail;
-		}
-		n->snap_index = n->applied = n->last_index = sidx;
-		n->term = sterm;
-	}
-	buf_release(&snap);
+	n->applied =
+	    raft_applied_index(n->raft) > n->applied ? raft_applied_index(n->raft) : n->applied;
 
-	memset(&rec, 0, sizeof(rec));
-	r = wal_open(n->wal_dir, n->snap_index, replay_cb, n, &rec, &n->wal);
-	if (r < 0) {
-		log_error("cannot open the WAL in '%s': %s", n->wal_dir,
-			  rec.error[0] ? rec.error : flt_strerror(r));
-		goto fail;
+	if (raft_conf(n->raft)->n > 1) {
+		r = start_peers(n, cfg);
+		if (r < 0)
+			goto fail;
+	} else {
+		/* Alone: win the election now rather than after a timeout, so the node serves
+		 * writes as soon as it is up (as the one-member node.c did). */
+		for (unsigned i = 0;
+		     i < 4 * rcfg.election_tick && raft_role(n->raft) != RAFT_LEADER; i++)
+			raft_tick(n->raft);
 	}
-	if (rec.truncated_tail)
-		log_warn("the WAL in '%s' ended in a torn record (a write cut short by a crash): "
-			 "truncated it after index %llu",
-			 n->wal_dir, (unsigned long long)rec.last_index);
-	if (rec.hs.term > n->term)
-		n->term = rec.hs.term;
-	if (rec.first_index && rec.first_index > n->snap_index + 1) {
-		log_error("the WAL in '%s' starts at index %llu but the snapshot ends at %llu: "
-			  "entries are missing",
-			  n->wal_dir, (unsigned long long)rec.first_index,
-			  (unsigned long long)n->snap_index);
-		r = FLT_ECORRUPT;
-		goto fail;
-	}
-	log_info("recovered store: snapshot index %llu, log up to %llu, term %llu",
-		 (unsigned long long)n->snap_index, (unsigned long long)n->last_index,
-		 (unsigned long long)n->term);
-	r = become_leader(n, &rec);
-	if (r < 0) {
-		log_error("cannot write the WAL in '%s': %s", n->wal_dir, flt_strerror(r));
-		goto fail;
-	}
+	ev_timer_init(&n->tick_w, tick_cb, hb / 1000.0, hb / 1000.0);
+	ev_timer_start(loop, &n->tick_w);
 	ev_idle_init(&n->wake_w, wake_cb);
-	ev_prepare_init(&n->commit_w, commit_cb);
+	ev_prepare_init(&n->ready_w, ready_cb);
 	/* Run before other prepare watchers so replies queued by the callbacks go out this turn. */
-	ev_set_priority(&n->commit_w, EV_MAXPRI);
-	ev_prepare_start(loop, &n->commit_w);
+	ev_set_priority(&n->ready_w, EV_MAXPRI);
+	ev_prepare_start(loop, &n->ready_w);
+	/* Persist the bootstrap / election state now: a one-member node must be durable leader
+	 * before it answers anything. */
+	run_ready(n);
+	if (n->failed) {
+		r = FLT_ESTOPPED;
+		goto fail;
+	}
 	*ret = n;
 	return 0;
 fail:
-	buf_release(&snap);
 	node_free(n);
 	return r;
 }
@@ -376,31 +851,61 @@ void node_free(struct node *n)
 {
 	if (!n)
 		return;
-	/* After a failed sync what is buffered was already reported as failed to its proposers:
-	 * it must not reach the disk now and come back at the next start. */
-	if (n->wal && !n->failed && wal_pending(n->wal) && wal_sync(n->wal) < 0)
-		n->failed = true;
 	/* Entries that reached the disk will be applied on the next start; their proposers
 	 * cannot be answered now. */
-	fail_pending(n, FLT_ESTOPPED);
-	if (n->loop && ev_is_active(&n->commit_w))
-		ev_prepare_stop(n->loop, &n->commit_w);
+	fail_all(n, FLT_ESTOPPED);
+	if (n->loop && ev_is_active(&n->ready_w))
+		ev_prepare_stop(n->loop, &n->ready_w);
+	if (n->loop && ev_is_active(&n->tick_w))
+		ev_timer_stop(n->loop, &n->tick_w);
 	if (n->loop && ev_is_active(&n->wake_w))
 		ev_idle_stop(n->loop, &n->wake_w);
+	peer_transport_free(n->peers);
+	raft_free(n->raft);
 	wal_close(n->wal);
+	free(n->went);
+	buf_release(&n->frame);
 	free(n->wal_dir);
 	free(n->snap_dir);
 	free(n);
 }
 
+int node_transfer_leadership(struct node *n)
+{
+	const struct raft_conf *c;
+
+	if (n->failed || raft_role(n->raft) != RAFT_LEADER)
+		return FLT_ENOTLEADER;
+	c = raft_conf(n->raft);
+	/* A voter we are connected to first: a dead one would only stall the stop. (The core
+	 * catches the chosen one up before it tells it to campaign.) */
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < c->n; i++) {
+			struct peer_stats st;
+
+			if (c->ids[i] == n->member_id)
+				continue;
+			if (!pass && (!n->peers || peer_get_stats(n->peers, c->ids[i], &st) < 0 ||
+			              !st.lane[PEER_LANE_CONTROL].connected))
+				continue;
+			if (raft_transfer_leadership(n->raft, c->ids[i]) == 0) {
+				log_info("handing leadership to %llx",
+				         (unsigned long long)c->ids[i]);
+				return 0;
+			}
+		}
+	}
+	return FLT_ENOTLEADER;
+}
+
 uint64_t node_term(const struct node *n)
 {
-	return n->term;
+	return raft_term(n->raft);
 }
 
 uint64_t node_commit_index(const struct node *n)
 {
-	return n->applied;
+	return raft_commit_index(n->raft);
 }
 
 uint64_t node_applied_index(const struct node *n)
@@ -410,7 +915,17 @@ uint64_t node_applied_index(const struct node *n)
 
 bool node_is_leader(const struct node *n)
 {
-	return !n->failed;
+	return !n->failed && raft_role(n->raft) == RAFT_LEADER;
+}
+
+uint64_t node_leader_id(const struct node *n)
+{
+	return n->failed ? 0 : raft_leader(n->raft);
+}
+
+size_t node_cluster_size(const struct node *n)
+{
+	return raft_conf(n->raft)->n;
 }
 
 uint64_t node_member_id(const struct node *n)

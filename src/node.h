@@ -1,7 +1,7 @@
-/* The log path: every write to the store is a log entry that is persisted (group-committed with
- * one fdatasync per loop turn), committed and then applied to the store, in index order, on every
- * replica. Today the cluster has one member, so an entry commits as soon as it is on disk; the Raft
- * issue puts the replicated core (src/raft) behind this same interface. */
+/* The log path: every write to the store is a Raft log entry that is persisted (group-committed
+ * with one fdatasync per loop turn), replicated to a majority of the members, committed and then
+ * applied to the store, in index order, on every replica. Any member may propose: a follower
+ * forwards to the leader. A one-member cluster commits as soon as an entry is on disk. */
 #ifndef FLT_NODE_H
 #define FLT_NODE_H
 
@@ -14,11 +14,26 @@ struct node;
 struct store;
 struct store_result;
 
+/* One voter of the static initial cluster (--initial-cluster). */
+struct node_member {
+	uint64_t id;
+	const char *name;      /* borrowed for node_new */
+	const char *peer_urls; /* comma-separated, borrowed for node_new */
+};
+
 struct node_config {
 	const char *data_dir;      /* holds wal/ and snap/ */
 	uint64_t snapshot_count;   /* applied entries between snapshots (etcd's --snapshot-count) */
 	uint64_t member_id;
 	uint64_t cluster_id;
+	/* The Raft cluster. No members, or only this one: a one-member cluster that opens no
+	 * peer port. */
+	const struct node_member *members;
+	size_t n_members;
+	const char *const *listen_peer_urls; /* borrowed for node_new */
+	size_t n_listen_peer_urls;
+	unsigned heartbeat_ms; /* one Raft tick; 0: 100 */
+	unsigned election_ms;  /* election timeout T (random in [T, 2T)); 0: 1000 */
 };
 
 /* Open (or create) the data dir, load the newest snapshot into `store` (borrowed, must outlive the
@@ -49,6 +64,14 @@ uint64_t node_applied_index(const struct node *n);
 bool node_is_leader(const struct node *n);
 uint64_t node_member_id(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);
+/* The member this node believes leads (itself included), 0 while there is none. */
+uint64_t node_leader_id(const struct node *n);
+/* Voters in the configuration (1 for a one-member cluster). */
+size_t node_cluster_size(const struct node *n);
+/* Hand leadership to the most up-to-date other voter before a clean stop (etcd does this on
+ * SIGTERM). Returns 0 when a transfer started (poll node_is_leader), FLT_ENOTLEADER when this
+ * node does not lead or has nobody to hand over to. */
+int node_transfer_leadership(struct node *n);
 
 /* Counters for /v2/stats and /metrics. */
 struct node_stats {

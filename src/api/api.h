@@ -12,6 +12,7 @@
 
 struct ev_loop;
 struct node;
+struct config_cluster;
 struct store;
 struct web_req;
 struct web_header;
@@ -31,6 +32,7 @@ struct api {
 	struct web_server **servers; /* client listeners, for /metrics */
 	size_t nservers;
 	const char *name;         /* --name */
+	const struct config_cluster *cluster; /* --initial-cluster, parsed; borrowed */
 	const char *const *client_urls; /* --advertise-client-urls */
 	size_t nclient_urls;
 	const char *const *peer_urls;   /* --initial-advertise-peer-urls */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "http/web.h"
 #include "node.h"
 #include "store/store.h"
@@ -125,15 +126,37 @@ static void json_str_list(struct buf *b, const char *const *v, size_t n)
 	buf_putc(b, ']');
 }
 
-static void member_json(struct api *a, struct buf *b)
+/* One member as etcd lists it. Client URLs are known for this member only: the others'
+ * arrive when members publish their attributes through the log (the membership work). */
+static void member_json(struct api *a, struct buf *b, uint64_t id, const char *name,
+			const char *peer_urls)
 {
-	buf_printf(b, "{\"id\":\"%s\",\"name\":", a->member_id_hex);
-	store_json_string(b, a->name, strlen(a->name));
+	struct strlist peers = {0};
+	bool self = id == node_member_id(a->node);
+
+	buf_printf(b, "{\"id\":\"%llx\",\"name\":", (unsigned long long)id);
+	store_json_string(b, name, strlen(name));
 	buf_puts(b, ",\"peerURLs\":");
-	json_str_list(b, a->peer_urls, a->npeer_urls);
+	if (peer_urls && strlist_split(&peers, peer_urls) == 0)
+		json_str_list(b, (const char *const *)peers.v, peers.n);
+	else
+		json_str_list(b, a->peer_urls, a->npeer_urls);
+	strlist_release(&peers);
 	buf_puts(b, ",\"clientURLs\":");
-	json_str_list(b, a->client_urls, a->nclient_urls);
+	json_str_list(b, a->client_urls, self ? a->nclient_urls : 0);
 	buf_putc(b, '}');
+}
+
+/* Calls member_json for member `i` of the cluster (or this node alone if none is known). */
+static void member_at(struct api *a, struct buf *b, size_t i)
+{
+	if (a->cluster && a->cluster->n) {
+		const struct config_member *m = &a->cluster->v[i];
+
+		member_json(a, b, m->id, m->name, m->peer_urls);
+	} else {
+		member_json(a, b, node_member_id(a->node), a->name, NULL);
+	}
 }
 
 static void handle_members(struct api *a, struct web_req *req, const char *rest)
@@ -145,12 +168,29 @@ static void handle_members(struct api *a, struct web_req *req, const char *rest)
 		api_method_not_allowed(req, "GET,HEAD");
 		return;
 	}
+	size_t n = a->cluster && a->cluster->n ? a->cluster->n : 1;
+
 	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
 		buf_puts(&b, "{\"members\":[");
-		member_json(a, &b);
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				buf_putc(&b, ',');
+			member_at(a, &b, i);
+		}
 		buf_puts(&b, "]}\n");
 	} else if (!strcmp(rest, "/leader")) {
-		member_json(a, &b);
+		size_t i = 0;
+
+		while (i < n && a->cluster && a->cluster->n &&
+		       a->cluster->v[i].id != node_leader_id(a->node))
+			i++;
+		if (i == n || !node_leader_id(a->node)) {
+			/* etcd: 503 with this text while there is no leader */
+			api_respond_plain(req, 503, NULL, 0, "text/plain; charset=utf-8",
+					  "no leader\n", 10);
+			return;
+		}
+		member_at(a, &b, i);
 		buf_putc(&b, '\n');
 	} else {
 		not_found(req);
@@ -171,8 +211,8 @@ static void handle_stats(struct api *a, struct web_req *req, const char *which)
 		buf_printf(&b, ",\"id\":\"%s\",\"state\":\"%s\",\"startTime\":\"", a->member_id_hex,
 			   node_is_leader(a->node) ? "StateLeader" : "StateFollower");
 		store_json_time(&b, a->stats.start_time_ns);
-		buf_printf(&b, "\",\"leaderInfo\":{\"leader\":\"%s\",\"uptime\":\"",
-			   a->member_id_hex);
+		buf_printf(&b, "\",\"leaderInfo\":{\"leader\":\"%llx\",\"uptime\":\"",
+			   (unsigned long long)node_leader_id(a->node));
 		put_go_duration(&b, now - a->stats.start_time_ns);
 		buf_puts(&b, "\",\"startTime\":\"");
 		store_json_time(&b, a->stats.start_time_ns);
@@ -180,6 +220,12 @@ static void handle_stats(struct api *a, struct web_req *req, const char *which)
 	} else if (!strcmp(which, "store")) {
 		store_stats_json(a->store, &b);
 	} else if (!strcmp(which, "leader")) {
+		if (!node_is_leader(a->node)) {
+			/* etcd answers a follower's /v2/stats/leader with 403 */
+			api_respond_plain(req, 403, NULL, 0, "application/json",
+					  "{\"message\":\"not current leader\"}", 32);
+			return;
+		}
 		buf_printf(&b, "{\"leader\":\"%s\",\"followers\":{}}", a->member_id_hex);
 	} else {
 		not_found(req);
@@ -309,11 +355,11 @@ void api_handle(void *ud, struct web_req *req)
 
 		respond(a, req, 200, "application/json", false, v, sizeof(v) - 1);
 	} else if (!strcmp(path, "/health")) {
-		const char *h = node_is_leader(a->node) ? "{\"health\":\"true\"}"
-							: "{\"health\":\"false\"}";
+		/* Healthy while the member knows a leader, as etcd judges it. */
+		bool ok = node_leader_id(a->node) != 0;
+		const char *h = ok ? "{\"health\":\"true\"}" : "{\"health\":\"false\"}";
 
-		respond(a, req, node_is_leader(a->node) ? 200 : 503, "text/plain; charset=utf-8",
-			false, h, strlen(h));
+		respond(a, req, ok ? 200 : 503, "text/plain; charset=utf-8", false, h, strlen(h));
 	} else if (!strcmp(path, "/v2/machines")) {
 		for (size_t i = 0; i < a->nclient_urls; i++)
 			buf_printf(&b, "%s%s", i ? ", " : "", a->client_urls[i]);

@@ -270,6 +270,8 @@ const char *raft_msg_type_name(enum raft_msg_type t)
 		return "read-index";
 	case RAFT_MSG_READ_INDEX_RESP:
 		return "read-index-resp";
+	case RAFT_MSG_PROP:
+		return "prop";
 	}
 	return "?";
 }
@@ -1302,10 +1304,13 @@ static bool msg_valid(const struct raft *r, const struct raft_msg *m)
 {
 	if (m->to != r->id || m->from == 0 || m->from == r->id || m->term == 0)
 		return false;
-	if (m->type < RAFT_MSG_APPEND || m->type > RAFT_MSG_READ_INDEX_RESP)
+	if (m->type < RAFT_MSG_APPEND || m->type > RAFT_MSG_PROP)
 		return false;
 	if (m->n_entries && !m->entries)
 		return false;
+	if (m->type == RAFT_MSG_PROP)
+		return m->n_entries == 1 && m->entries[0].type <= RAFT_ENTRY_NOOP &&
+		       (!m->entries[0].len || m->entries[0].data);
 	for (size_t i = 0; i < m->n_entries; i++) {
 		const struct raft_entry *e = &m->entries[i];
 
@@ -1329,6 +1334,20 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	if (!msg_valid(r, m))
 		return FLT_EPROTO;
 	r->oom = false;
+	if (m->type == RAFT_MSG_PROP) {
+		/* Terms do not apply to a forwarded command: a leader takes it, anyone else drops
+		 * it (the proposer times out), as etcd does without a leader. */
+		const struct raft_entry *e = &m->entries[0];
+
+		if (r->role != RAFT_LEADER || r->transferee) {
+			TRACE(r, "drop forwarded proposal", m->from, r->term);
+			return 0;
+		}
+		if (log_push(r, r->term, e->type, e->data, e->len) < 0)
+			return -ENOMEM;
+		r->need_bcast = true;
+		return 0;
+	}
 	if (m->term > r->term) {
 		if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE) {
 			/* Leader lease (thesis 4.2.3): while we hear from a leader, a node that
@@ -1457,6 +1476,39 @@ int64_t raft_propose(struct raft *r, const void *data, size_t len, enum raft_ent
 		return -ENOMEM;
 	r->need_bcast = true;
 	return (int64_t)last_index(r);
+}
+
+int64_t raft_propose_forward(struct raft *r, const void *data, size_t len,
+                             enum raft_entry_type type)
+{
+	struct raft_entry *e;
+	struct raft_msg *m;
+
+	if (r->role == RAFT_LEADER)
+		return raft_propose(r, data, len, type);
+	if (type != RAFT_ENTRY_NORMAL && type != RAFT_ENTRY_NOOP)
+		return FLT_EINVAL;
+	if (!r->leader || r->leader == r->id)
+		return FLT_ENOTLEADER;
+	/* one block, entry then data, as msg_release expects */
+	e = rmalloc(r, sizeof(*e) + len);
+	if (!e)
+		return -ENOMEM;
+	m = msg_new(r, RAFT_MSG_PROP, r->leader);
+	if (!m) {
+		rfree(r, e);
+		return -ENOMEM;
+	}
+	memset(e, 0, sizeof(*e));
+	e->type = (uint8_t)type;
+	e->len = len;
+	if (len) {
+		memcpy(e + 1, data, len);
+		e->data = e + 1;
+	}
+	m->entries = e;
+	m->n_entries = 1;
+	return 0;
 }
 
 int64_t raft_propose_conf_change(struct raft *r, enum raft_conf_op op, uint64_t id)

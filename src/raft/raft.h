@@ -143,6 +143,11 @@ enum raft_msg_type {
 	RAFT_MSG_READ_INDEX = 12,  /* follower -> leader; context: the caller's ctx */
 	/* context: ctx; index: the read index; reject: the leader could not serve it. */
 	RAFT_MSG_READ_INDEX_RESP = 13,
+	/* Proposal forwarding (etcd's MsgProp), follower -> leader: one entry (index 0, term
+	 * 0, type NORMAL or NOOP) carrying a command. The leader appends it if it still leads,
+	 * else drops it; the proposer learns the outcome only by seeing its command applied
+	 * (so it must tag the command itself and time out). The message's term is ignored. */
+	RAFT_MSG_PROP = 14,
 };
 const char *raft_msg_type_name(enum raft_msg_type t);
 
@@ -230,6 +235,13 @@ int raft_step(struct raft *r, const struct raft_msg *m);
  * raft_propose_conf_change), -ENOMEM. Data is copied. Committed means applied from a ready;
  * an entry at that index with another term means the proposal was lost. */
 int64_t raft_propose(struct raft *r, const void *data, size_t len, enum raft_entry_type type);
+
+/* Like raft_propose, but on a follower that knows a leader the command is forwarded to it in a
+ * RAFT_MSG_PROP message (best effort: it may be lost or dropped). Returns the index (> 0) when
+ * appended locally as leader, 0 when forwarded, FLT_ENOTLEADER (no known leader, or a transfer
+ * is running), FLT_EINVAL (bad type), -ENOMEM. Data is copied. */
+int64_t raft_propose_forward(struct raft *r, const void *data, size_t len,
+                             enum raft_entry_type type);
 
 enum raft_conf_op { RAFT_CONF_ADD = 1, RAFT_CONF_REMOVE = 2 };
 /* Add or remove one voter (thesis 4.1). Returns the entry's index, FLT_ENOTLEADER, -EBUSY (a
