@@ -41,6 +41,8 @@ struct daemon {
 	bool sync_in_flight; /* a TTL sync entry is proposed and not yet applied */
 	int64_t last_sync_ns;
 	struct config_cluster cluster;
+	bool published;          /* this member's client URLs are in the store */
+	bool publish_in_flight;
 };
 
 static void on_handoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -87,6 +89,48 @@ static void sync_done(void *ctx, int err, const struct store_result *res, uint64
 
 /* Time enters the store only through the log: when a key's expiration has passed on this
  * leader's clock, propose an entry stamped with the time, and applying it expires the keys. */
+static void publish_done(void *ctx, int err, const struct store_result *res, uint64_t index)
+{
+	struct daemon *d = ctx;
+
+	(void)index;
+	d->publish_in_flight = false;
+	d->published = err == 0 && res && !res->err_code;
+}
+
+/* Other members learn this member's client URLs (for /v2/members, etcdctl cluster-health,
+ * failover of clients) from the store, as etcd publishes its member attributes through the
+ * log: once per start, when a leader is known. A one-member cluster has nobody to tell. */
+static void maybe_publish(struct daemon *d)
+{
+	struct buf key = BUF_INIT, val = BUF_INIT, enc = BUF_INIT;
+	struct store_cmd cmd;
+	int r;
+
+	if (d->published || d->publish_in_flight || node_cluster_size(d->node) < 2 ||
+	    !node_leader_id(d->node))
+		return;
+	r = buf_printf(&key, API_MEMBERS_DIR "/%llx", (unsigned long long)node_member_id(d->node));
+	for (size_t i = 0; r >= 0 && i < d->cfg.advertise_client_urls.n; i++)
+		r = buf_printf(&val, "%s%s", i ? "," : "", d->cfg.advertise_client_urls.v[i]);
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.op = STORE_OP_PUT;
+	cmd.time_ns = flt_realtime_ns();
+	cmd.key = key.data;
+	cmd.value = val.data ? val.data : "";
+	cmd.value_len = val.len;
+	cmd.prev_exist = -1;
+	if (r >= 0)
+		r = store_cmd_encode(&cmd, &enc);
+	if (r >= 0)
+		r = node_propose(d->node, enc.data, enc.len, publish_done, d);
+	if (r >= 0)
+		d->publish_in_flight = true;
+	buf_release(&key);
+	buf_release(&val);
+	buf_release(&enc);
+}
+
 static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct daemon *d = container_of(w, struct daemon, ttl_w);
@@ -97,6 +141,7 @@ static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	maybe_publish(d);
 	if (d->sync_in_flight || !node_is_leader(d->node))
 		return;
 	if (store_next_expiry(d->store) > now &&

@@ -44,6 +44,10 @@ struct api {
 	struct api_stats stats;
 };
 
+/* Where each member publishes its client URLs (comma-separated) under its hex id; hidden from
+ * listings like every /_flotilla key. */
+#define API_MEMBERS_DIR "/_flotilla/members"
+
 /* The web server's handler; `ud` is the struct api. */
 void api_handle(void *ud, struct web_req *req);
 

@@ -4,6 +4,7 @@
 #include "api/api.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,12 +127,34 @@ static void json_str_list(struct buf *b, const char *const *v, size_t n)
 	buf_putc(b, ']');
 }
 
-/* One member as etcd lists it. Client URLs are known for this member only: the others'
- * arrive when members publish their attributes through the log (the membership work). */
+/* The client URLs member `id` published in the store (see API_MEMBERS_DIR), into `ret`. */
+static void published_urls(struct api *a, uint64_t id, struct strlist *ret)
+{
+	struct store_result *res = NULL;
+	struct buf key = BUF_INIT;
+	json_t *j;
+
+	if (buf_printf(&key, API_MEMBERS_DIR "/%llx", (unsigned long long)id) < 0 ||
+	    store_get(a->store, key.data, false, false, 0, &res) < 0 || res->err_code) {
+		store_result_free(res);
+		buf_release(&key);
+		return;
+	}
+	j = json_loadb(res->json.data, res->json.len, 0, NULL);
+	if (j && json_is_string(json_object_get(json_object_get(j, "node"), "value")))
+		(void)strlist_split(ret, json_string_value(
+						 json_object_get(json_object_get(j, "node"), "value")));
+	json_decref(j);
+	store_result_free(res);
+	buf_release(&key);
+}
+
+/* One member as etcd lists it: client URLs are this member's own, or what another member
+ * published in the store once it found a leader. */
 static void member_json(struct api *a, struct buf *b, uint64_t id, const char *name,
 			const char *peer_urls)
 {
-	struct strlist peers = {0};
+	struct strlist peers = {0}, clients = {0};
 	bool self = id == node_member_id(a->node);
 
 	buf_printf(b, "{\"id\":\"%llx\",\"name\":", (unsigned long long)id);
@@ -143,7 +166,13 @@ static void member_json(struct api *a, struct buf *b, uint64_t id, const char *n
 		json_str_list(b, a->peer_urls, a->npeer_urls);
 	strlist_release(&peers);
 	buf_puts(b, ",\"clientURLs\":");
-	json_str_list(b, a->client_urls, self ? a->nclient_urls : 0);
+	if (self) {
+		json_str_list(b, a->client_urls, a->nclient_urls);
+	} else {
+		published_urls(a, id, &clients);
+		json_str_list(b, (const char *const *)clients.v, clients.n);
+		strlist_release(&clients);
+	}
 	buf_putc(b, '}');
 }
 

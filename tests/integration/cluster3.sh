@@ -85,6 +85,15 @@ for i in $(seq 1 $N); do
 done
 ETCDCTL_API=2 etcdctl --endpoints "http://127.0.0.1:${CPORT[$L]}" member list | grep -q "isLeader=true" ||
 	fail "etcdctl member list does not mark the leader"
+# Members publish their client URLs through the log; then etcdctl reaches and checks each.
+cluster_healthy() {
+	ETCDCTL_API=2 etcdctl --endpoints "http://127.0.0.1:${CPORT[1]}" cluster-health |
+		grep -qx "cluster is healthy"
+}
+wait_for 5 cluster_healthy || {
+	ETCDCTL_API=2 etcdctl --endpoints "http://127.0.0.1:${CPORT[1]}" cluster-health
+	fail "etcdctl cluster-health does not find the cluster healthy"
+}
 
 # A write on the leader is readable on every member.
 put "$L" on-leader v1 || { dump_logs; fail "write on the leader n$L failed"; }

@@ -106,6 +106,7 @@ static void test_errors(void **state)
 		{"--snapshot-count", "-5", "snapshot-count"},
 		{"--snapshot-count", "12x", "not a non-negative integer"},
 		{"--initial-cluster-state", "maybe", "initial-cluster-state"},
+		{"--initial-cluster-state", "existing", "not supported yet"},
 		{"--log-level", "loud", "log-level"},
 		{"--election-timeout", "100", "at least 5 times"},
 		{"stray", NULL, "unexpected argument 'stray'"},
@@ -143,12 +144,56 @@ static void test_split(void **state)
 	strlist_release(&l);
 }
 
+static void test_cluster(void **state)
+{
+	static const char *const bad[][2] = {
+		{"", "no member"}, {"n1", "want name="}, {"=http://127.0.0.1:1", "want name="},
+		{"n1=", "want name="}, {"n1=http://127.0.0.1:1,n2=http://127.0.0.1:1", "same peer URLs"},
+	};
+	struct config_cluster c, c2;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(config_parse_cluster("n1=http://127.0.0.1:1,n2=http://127.0.0.1:2,"
+					      "n1=http://127.0.0.1:3",
+					      "tok", &c, err, sizeof(err)),
+			 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.v[0].name, "n1");
+	assert_string_equal(c.v[0].peer_urls, "http://127.0.0.1:1,http://127.0.0.1:3");
+	assert_int_not_equal(c.v[0].id, c.v[1].id);
+	assert_true(c.v[0].id && c.v[1].id && c.cluster_id);
+	/* every member computes the same ids whatever order the flag lists them in */
+	assert_int_equal(config_parse_cluster("n2=http://127.0.0.1:2,n1=http://127.0.0.1:3,"
+					      "n1=http://127.0.0.1:1",
+					      "tok", &c2, err, sizeof(err)),
+			 0);
+	assert_int_equal(c2.cluster_id, c.cluster_id);
+	assert_int_equal(c2.v[1].id, c.v[0].id);
+	config_cluster_release(&c2);
+	/* another token is another cluster */
+	assert_int_equal(config_parse_cluster("n1=http://127.0.0.1:1,n2=http://127.0.0.1:2,"
+					      "n1=http://127.0.0.1:3",
+					      "other", &c2, err, sizeof(err)),
+			 0);
+	assert_int_not_equal(c2.cluster_id, c.cluster_id);
+	config_cluster_release(&c2);
+	config_cluster_release(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(config_parse_cluster(bad[i][0], "tok", &c, err, sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i][1]))
+			fail_msg("cluster '%s': error '%s' lacks '%s'", bad[i][0], err, bad[i][1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),    cmocka_unit_test(test_flag_spellings),
 		cmocka_unit_test(test_precedence),  cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_split),       cmocka_unit_test(test_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
