@@ -1,145 +1,14 @@
-/* The Raft core (see raft.h): elections with pre-vote and check-quorum, log replication with
- * per-follower progress tracking (probe / replicate / snapshot, a bounded window of appends in
- * flight), chunked snapshot transfer, ReadIndex, leadership transfer and one-at-a-time membership
- * changes. Pure: no I/O, no clock, no libc allocation (everything goes through r->alloc). Section
- * numbers refer to the Raft paper (§) and Ongaro's thesis (thesis x.y). */
-#include "raft.h"
+/* The Raft core (see raft.h): roles, elections with pre-vote and check-quorum, message dispatch,
+ * ticks, proposals, ready/advance, lifecycle, getters; the log is in raft_log.c, the leader's side
+ * in raft_repl.c. Pure: no I/O, clock or libc allocation. §: Raft paper; thesis x.y: Ongaro's. */
+#include "raft_int.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "util/err.h"
 
-#define RAFT_MAX_INFLIGHT 64
-
-enum pr_state { PR_PROBE, PR_REPLICATE, PR_SNAPSHOT };
-
-/* What the leader knows about one voter (its own slot included: match = what it persisted). */
-struct progress {
-	uint64_t id;
-	uint64_t match, next;
-	enum pr_state state;
-	bool probe_sent;    /* probe: one append out, wait for its answer or a heartbeat reply */
-	bool recent_active; /* check-quorum: heard from it this election timeout */
-	bool vote_granted, vote_rejected;
-	uint64_t read_acked; /* highest ReadIndex round it confirmed */
-	/* replicate: last index of each append in flight, a ring */
-	uint64_t infl[RAFT_MAX_INFLIGHT];
-	unsigned infl_start, infl_count;
-	/* snapshot transfer */
-	uint64_t snap_index;
-	uint64_t snap_acked; /* bytes the follower confirmed */
-	unsigned snap_ticks; /* since the last chunk went out: resend after an election timeout */
-};
-
-struct pending_read {
-	uint64_t ctx, from, index;
-	uint64_t round; /* 0: waits for the leader's first commit in its term */
-};
-
-struct raft {
-	struct raft_alloc a;
-	uint64_t id;
-	unsigned election_tick, heartbeat_tick, max_inflight;
-	bool pre_vote, check_quorum;
-	size_t max_entries, max_bytes, max_chunk, max_snap;
-	raft_trace_fn trace;
-	void *trace_ud;
-	uint64_t rng;
-	bool oom;      /* an allocation failed since the last raft_step: report it */
-	bool in_ready; /* between raft_ready and raft_advance */
-
-	/* persistent state and its volatile companions */
-	uint64_t term, vote, commit, applied;
-	enum raft_role role;
-	uint64_t leader;
-
-	/* the log: log[i].index == snap_index + 1 + i; each entry's data separately allocated */
-	struct raft_entry *log;
-	size_t log_n, log_cap;
-	uint64_t stable; /* last index the I/O side persisted */
-	uint64_t snap_index, snap_term;
-	struct raft_conf snap_conf;
-	void *snap_data; /* bytes of the snapshot at snap_index, if we have them */
-	size_t snap_len;
-	bool snap_install; /* a received snapshot waits in the next ready */
-	struct raft_snapshot ready_snap;
-
-	/* configuration in force (latest in the log) and the entry that set it */
-	struct raft_conf conf;
-	uint64_t conf_index;
-	struct progress prs[RAFT_MAX_VOTERS];
-	unsigned n_prs;
-
-	/* timers, in ticks */
-	unsigned election_elapsed, heartbeat_elapsed, randomized_timeout;
-
-	/* leader */
-	bool committed_in_term; /* committed an entry of its own term (reads, conf changes) */
-	bool need_bcast;        /* new entries or commit to send at the next ready */
-	uint64_t transferee;
-	struct pending_read *reads;
-	size_t n_reads, cap_reads;
-	uint64_t read_round;
-	bool read_round_needed;
-
-	/* follower: snapshot being received */
-	uint8_t *in_buf;
-	size_t in_len, in_cap;
-	uint64_t in_index, in_term;
-	struct raft_conf in_conf;
-
-	/* outputs */
-	struct raft_msg *msgs;
-	size_t n_msgs, cap_msgs;
-	struct raft_read_state *rstates;
-	size_t n_rstates, cap_rstates;
-	struct raft_hard_state prev_hs;
-	struct raft_soft_state prev_ss;
-};
-
 /* ---- small helpers ---- */
-
-static void *rmalloc(struct raft *r, size_t n)
-{
-	void *p = r->a.malloc(r->a.ud, n ? n : 1);
-
-	if (!p)
-		r->oom = true;
-	return p;
-}
-
-static void rfree(struct raft *r, void *p)
-{
-	if (p)
-		r->a.free(r->a.ud, p);
-}
-
-/* Make room for `need` elements in *arr; 0 or -ENOMEM. */
-static int grow(struct raft *r, void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t ncap = *cap ? *cap : 8;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	while (ncap < need)
-		ncap *= 2;
-	p = r->a.realloc(r->a.ud, *arr, ncap * elem);
-	if (!p) {
-		r->oom = true;
-		return -ENOMEM;
-	}
-	*arr = p;
-	*cap = ncap;
-	return 0;
-}
-
-#define TRACE(r, what, x, y)                                                                       \
-	do {                                                                                       \
-		if ((r)->trace)                                                                    \
-			(r)->trace((r)->trace_ud, (r)->id, (what), (uint64_t)(x), (uint64_t)(y));  \
-	} while (0)
 
 static uint64_t rng_next(struct raft *r)
 {
@@ -151,80 +20,7 @@ static uint64_t rng_next(struct raft *r)
 	return z ^ (z >> 31);
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = n - 1; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/* ---- configuration ---- */
-
-bool raft_conf_has(const struct raft_conf *c, uint64_t id)
-{
-	for (uint32_t i = 0; i < c->n; i++)
-		if (c->ids[i] == id)
-			return true;
-	return false;
-}
-
-size_t raft_conf_encode(const struct raft_conf *c, uint8_t out[RAFT_CONF_ENCODED_MAX])
-{
-	put_u32(out, c->n);
-	for (uint32_t i = 0; i < c->n; i++)
-		put_u64(out + 4 + 8 * i, c->ids[i]);
-	return 4 + 8 * (size_t)c->n;
-}
-
-int raft_conf_decode(const void *data, size_t len, struct raft_conf *ret)
-{
-	const uint8_t *p = data;
-	struct raft_conf c;
-
-	if (len < 4)
-		return FLT_EINVAL;
-	c.n = (uint32_t)get_le(p, 4);
-	if (c.n > RAFT_MAX_VOTERS || len != 4 + 8 * (size_t)c.n)
-		return FLT_EINVAL;
-	for (uint32_t i = 0; i < c.n; i++) {
-		c.ids[i] = get_le(p + 4 + 8 * i, 8);
-		if (!c.ids[i])
-			return FLT_EINVAL;
-		for (uint32_t j = 0; j < i; j++)
-			if (c.ids[j] == c.ids[i])
-				return FLT_EINVAL;
-	}
-	*ret = c;
-	return 0;
-}
-
-static bool conf_valid(const struct raft_conf *c)
-{
-	if (c->n > RAFT_MAX_VOTERS)
-		return false;
-	for (uint32_t i = 0; i < c->n; i++) {
-		if (!c->ids[i])
-			return false;
-		for (uint32_t j = 0; j < i; j++)
-			if (c->ids[j] == c->ids[i])
-				return false;
-	}
-	return true;
-}
+/* ---- names ---- */
 
 const char *raft_role_name(enum raft_role role)
 {
@@ -276,166 +72,9 @@ const char *raft_msg_type_name(enum raft_msg_type t)
 	return "?";
 }
 
-/* ---- the log ---- */
-
-static uint64_t last_index(const struct raft *r)
-{
-	return r->snap_index + r->log_n;
-}
-
-static struct raft_entry *entry_at(const struct raft *r, uint64_t index)
-{
-	if (index <= r->snap_index || index > last_index(r))
-		return NULL;
-	return &r->log[index - r->snap_index - 1];
-}
-
-static uint64_t term_at(const struct raft *r, uint64_t index)
-{
-	const struct raft_entry *e;
-
-	if (index == r->snap_index)
-		return r->snap_term;
-	e = entry_at(r, index);
-	return e ? e->term : 0;
-}
-
-static uint64_t last_term(const struct raft *r)
-{
-	return term_at(r, last_index(r));
-}
-
-static struct progress *pr_find(struct raft *r, uint64_t id)
-{
-	for (unsigned i = 0; i < r->n_prs; i++)
-		if (r->prs[i].id == id)
-			return &r->prs[i];
-	return NULL;
-}
-
-static void pr_reset(struct raft *r, struct progress *pr)
-{
-	uint64_t id = pr->id;
-
-	memset(pr, 0, sizeof(*pr));
-	pr->id = id;
-	pr->next = last_index(r) + 1;
-	pr->state = PR_PROBE;
-	pr->recent_active = true; /* a new voter is not held against check-quorum at once */
-	if (id == r->id)
-		pr->match = r->stable;
-}
-
-/* Rebuild the progress slots after the configuration changed, keeping what we knew. */
-static void sync_progress(struct raft *r)
-{
-	struct progress old[RAFT_MAX_VOTERS];
-	unsigned n_old = r->n_prs;
-
-	memcpy(old, r->prs, sizeof(old[0]) * n_old);
-	r->n_prs = 0;
-	for (uint32_t i = 0; i < r->conf.n; i++) {
-		struct progress *pr = &r->prs[r->n_prs++];
-		bool found = false;
-
-		for (unsigned j = 0; j < n_old; j++) {
-			if (old[j].id == r->conf.ids[i]) {
-				*pr = old[j];
-				found = true;
-				break;
-			}
-		}
-		if (!found) {
-			pr->id = r->conf.ids[i];
-			pr_reset(r, pr);
-		}
-	}
-	if (r->transferee && !raft_conf_has(&r->conf, r->transferee))
-		r->transferee = 0;
-}
-
-/* The configuration is the newest conf entry in the log, or the snapshot's (thesis 4.1). */
-static void recompute_conf(struct raft *r)
-{
-	struct raft_conf c = r->snap_conf;
-	uint64_t ci = r->snap_index;
-
-	for (size_t i = r->log_n; i-- > 0;) {
-		if (r->log[i].type == RAFT_ENTRY_CONF &&
-		    raft_conf_decode(r->log[i].data, r->log[i].len, &c) == 0) {
-			ci = r->log[i].index;
-			break;
-		}
-	}
-	r->conf = c;
-	r->conf_index = ci;
-	sync_progress(r);
-	TRACE(r, "conf", ci, c.n);
-}
-
-static void free_entries(struct raft *r, size_t from)
-{
-	for (size_t i = from; i < r->log_n; i++)
-		rfree(r, (void *)r->log[i].data);
-	r->log_n = from;
-}
-
-/* Drop entries >= index (they conflict with the leader's). */
-static void truncate_from(struct raft *r, uint64_t index)
-{
-	if (index > last_index(r))
-		return;
-	TRACE(r, "truncate", index, last_index(r));
-	if (index <= r->commit)
-		TRACE(r, "BUG: truncating committed entries", index, r->commit);
-	free_entries(r, index - r->snap_index - 1);
-	if (r->stable >= index)
-		r->stable = index - 1;
-	if (r->conf_index >= index)
-		recompute_conf(r);
-}
-
-/* Append one entry (data copied). 0 or -ENOMEM. */
-static int log_push(struct raft *r, uint64_t term, uint8_t type, const void *data, size_t len)
-{
-	struct raft_entry *e;
-	void *copy = NULL;
-
-	if (grow(r, (void **)&r->log, &r->log_cap, r->log_n + 1, sizeof(*r->log)) < 0)
-		return -ENOMEM;
-	if (len) {
-		copy = rmalloc(r, len);
-		if (!copy)
-			return -ENOMEM;
-		memcpy(copy, data, len);
-	}
-	e = &r->log[r->log_n++];
-	*e = (struct raft_entry){.term = term,
-	                         .index = r->snap_index + r->log_n,
-	                         .type = type,
-	                         .data = copy,
-	                         .len = len};
-	if (type == RAFT_ENTRY_CONF)
-		recompute_conf(r);
-	return 0;
-}
-
-/* Largest index <= `index` whose term is <= `term` (fast back-tracking, as in etcd). */
-static uint64_t find_conflict_by_term(const struct raft *r, uint64_t index, uint64_t term)
-{
-	if (index > last_index(r))
-		index = last_index(r);
-	while (index > r->snap_index) {
-		if (term_at(r, index) <= term)
-			break;
-		index--;
-	}
-	return index;
-}
-
 /* ---- outgoing messages ---- */
 
-static struct raft_msg *msg_new(struct raft *r, enum raft_msg_type type, uint64_t to)
+struct raft_msg *raft_msg_new(struct raft *r, enum raft_msg_type type, uint64_t to)
 {
 	struct raft_msg *m;
 
@@ -487,31 +126,16 @@ static void reset(struct raft *r, uint64_t term)
 	r->need_bcast = false;
 	clear_reads(r);
 	for (unsigned i = 0; i < r->n_prs; i++)
-		pr_reset(r, &r->prs[i]);
+		raft_pr_reset(r, &r->prs[i]);
 }
 
-static void become_follower(struct raft *r, uint64_t term, uint64_t leader)
+void raft_become_follower(struct raft *r, uint64_t term, uint64_t leader)
 {
 	reset(r, term);
 	r->role = RAFT_FOLLOWER;
 	r->leader = leader;
 	TRACE(r, "become follower", term, leader);
 }
-
-static bool promotable(const struct raft *r)
-{
-	return raft_conf_has(&r->conf, r->id);
-}
-
-static unsigned quorum(const struct raft *r)
-{
-	return r->conf.n / 2 + 1;
-}
-
-static void send_heartbeat(struct raft *r, struct progress *pr, uint64_t ctx);
-static bool send_append(struct raft *r, struct progress *pr, bool allow_empty);
-static void bcast_append(struct raft *r);
-static void answer_reads(struct raft *r);
 
 static void become_leader(struct raft *r)
 {
@@ -529,7 +153,7 @@ static void become_leader(struct raft *r)
 	/* The empty entry of a new term: committing it commits everything before (§5.4.2) and
 	 * lets reads and conf changes go (thesis 6.4, 4.1). On OOM we simply lead without it
 	 * until a proposal arrives. */
-	log_push(r, r->term, RAFT_ENTRY_NOOP, NULL, 0);
+	raft_log_push(r, r->term, RAFT_ENTRY_NOOP, NULL, 0);
 	r->need_bcast = true;
 }
 
@@ -581,7 +205,7 @@ static void campaign(struct raft *r, bool pre, bool force)
 
 		if (r->prs[i].id == r->id)
 			continue;
-		m = msg_new(r, type, r->prs[i].id);
+		m = raft_msg_new(r, type, r->prs[i].id);
 		if (!m)
 			continue;
 		m->term = term_for;
@@ -591,7 +215,7 @@ static void campaign(struct raft *r, bool pre, bool force)
 	}
 }
 
-/* ---- commit (§5.3, §5.4.2) ---- */
+/* ---- commit (§5.3): a follower follows the leader's ---- */
 
 static void commit_to(struct raft *r, uint64_t index)
 {
@@ -603,336 +227,12 @@ static void commit_to(struct raft *r, uint64_t index)
 	}
 }
 
-static void on_first_commit_in_term(struct raft *r)
-{
-	r->committed_in_term = true;
-	/* Reads that arrived before now could not be served (thesis 6.4 step 1). */
-	for (size_t i = 0; i < r->n_reads; i++) {
-		if (r->reads[i].round == 0) {
-			r->reads[i].index = r->commit;
-			r->reads[i].round = r->read_round + 1;
-			r->read_round_needed = true;
-		}
-	}
-}
-
-/* Advance commit to the highest index a quorum of voters holds, if it is of this term. */
-static bool maybe_commit(struct raft *r)
-{
-	uint64_t m[RAFT_MAX_VOTERS], c;
-	unsigned n = 0;
-
-	if (r->role != RAFT_LEADER || r->conf.n == 0)
-		return false;
-	for (unsigned i = 0; i < r->n_prs; i++)
-		m[n++] = r->prs[i].match;
-	/* sort descending (n <= 16) */
-	for (unsigned i = 1; i < n; i++)
-		for (unsigned k = i; k > 0 && m[k] > m[k - 1]; k--) {
-			uint64_t t = m[k];
-			m[k] = m[k - 1];
-			m[k - 1] = t;
-		}
-	c = m[quorum(r) - 1];
-	if (c <= r->commit || term_at(r, c) != r->term)
-		return false;
-	r->commit = c;
-	TRACE(r, "commit", c, r->term);
-	if (!r->committed_in_term)
-		on_first_commit_in_term(r);
-	/* A leader that committed its own removal hands over (thesis 4.2.2). */
-	if (r->conf_index <= r->commit && !promotable(r)) {
-		TRACE(r, "removed: stepping down", r->conf_index, 0);
-		become_follower(r, r->term, 0);
-		return false;
-	}
-	return true;
-}
-
-/* ---- replication (§5.3; etcd-style progress tracking) ---- */
-
-static bool pr_paused(const struct raft *r, const struct progress *pr)
-{
-	switch (pr->state) {
-	case PR_PROBE:
-		return pr->probe_sent;
-	case PR_REPLICATE:
-		return pr->infl_count >= r->max_inflight;
-	case PR_SNAPSHOT:
-		return true;
-	}
-	return true;
-}
-
-static void infl_add(struct progress *pr, unsigned max, uint64_t index)
-{
-	if (pr->infl_count >= max)
-		return;
-	pr->infl[(pr->infl_start + pr->infl_count) % RAFT_MAX_INFLIGHT] = index;
-	pr->infl_count++;
-}
-
-static void infl_free_to(struct progress *pr, uint64_t index)
-{
-	while (pr->infl_count && pr->infl[pr->infl_start] <= index) {
-		pr->infl_start = (pr->infl_start + 1) % RAFT_MAX_INFLIGHT;
-		pr->infl_count--;
-	}
-}
-
-static void become_probe(struct raft *r, struct progress *pr)
-{
-	pr->state = PR_PROBE;
-	pr->probe_sent = false;
-	pr->infl_count = 0;
-	pr->next = pr->match + 1;
-	(void)r;
-}
-
-static void become_replicate(struct progress *pr)
-{
-	pr->state = PR_REPLICATE;
-	pr->probe_sent = false;
-	pr->infl_count = 0;
-	pr->next = pr->match + 1;
-}
-
-static void send_chunk(struct raft *r, struct progress *pr)
-{
-	struct raft_msg *m = msg_new(r, RAFT_MSG_SNAPSHOT, pr->id);
-	size_t off = (size_t)pr->snap_acked, len;
-	void *chunk = NULL;
-
-	pr->snap_ticks = 0;
-	if (!m)
-		return;
-	len = r->snap_len - off;
-	if (len > r->max_chunk)
-		len = r->max_chunk;
-	if (len) {
-		chunk = rmalloc(r, len);
-		if (!chunk) {
-			r->n_msgs--;
-			return;
-		}
-		memcpy(chunk, (const uint8_t *)r->snap_data + off, len);
-	}
-	m->snap_index = r->snap_index;
-	m->snap_term = r->snap_term;
-	m->snap_conf = r->snap_conf;
-	m->snap_offset = off;
-	m->snap_size = r->snap_len;
-	m->chunk = chunk;
-	m->chunk_len = len;
-	m->snap_done = off + len == r->snap_len;
-	m->commit = r->commit;
-	TRACE(r, "send snapshot chunk", pr->id, off);
-}
-
-/* The follower needs entries we compacted away: stream the snapshot (§7, thesis 5.3). */
-static bool send_snapshot(struct raft *r, struct progress *pr)
-{
-	if (!r->snap_data && r->snap_index > 0) {
-		TRACE(r, "no snapshot data to send", pr->id, r->snap_index);
-		return false;
-	}
-	pr->state = PR_SNAPSHOT;
-	pr->snap_index = r->snap_index;
-	pr->snap_acked = 0;
-	pr->infl_count = 0;
-	send_chunk(r, pr);
-	return true;
-}
-
-/* Send the follower what it is missing, if its state allows. Returns true if a message went. */
-static bool send_append(struct raft *r, struct progress *pr, bool allow_empty)
-{
-	uint64_t prev, prev_term, last = last_index(r), i;
-	size_t n = 0, bytes = 0, total;
-	struct raft_msg *m;
-	struct raft_entry *ents;
-	uint8_t *data;
-
-	if (pr->id == r->id || pr_paused(r, pr))
-		return false;
-	prev = pr->next - 1;
-	prev_term = term_at(r, prev);
-	if (prev < r->snap_index || (prev > 0 && prev_term == 0))
-		return send_snapshot(r, pr);
-	for (i = pr->next; i <= last && n < r->max_entries; i++) {
-		const struct raft_entry *e = entry_at(r, i);
-
-		if (n > 0 && bytes + e->len > r->max_bytes)
-			break;
-		bytes += e->len;
-		n++;
-	}
-	/* An empty append still carries the commit index and, in replicate, makes a follower
-	 * that lost our last append reject, which sends it back to probing. */
-	if (!n && !allow_empty)
-		return false;
-	m = msg_new(r, RAFT_MSG_APPEND, pr->id);
-	if (!m)
-		return false;
-	m->index = prev;
-	m->log_term = prev_term;
-	m->commit = r->commit;
-	if (n) {
-		total = n * sizeof(struct raft_entry) + bytes;
-		ents = rmalloc(r, total);
-		if (!ents) {
-			r->n_msgs--;
-			return false;
-		}
-		data = (uint8_t *)(ents + n);
-		for (size_t k = 0; k < n; k++) {
-			const struct raft_entry *e = entry_at(r, pr->next + k);
-
-			ents[k] = *e;
-			if (e->len) {
-				memcpy(data, e->data, e->len);
-				ents[k].data = data;
-				data += e->len;
-			} else {
-				ents[k].data = NULL;
-			}
-		}
-		m->entries = ents;
-		m->n_entries = n;
-	}
-	if (pr->state == PR_REPLICATE) {
-		if (n) {
-			pr->next += n;
-			infl_add(pr, r->max_inflight, pr->next - 1);
-		}
-	} else {
-		pr->probe_sent = true;
-	}
-	return true;
-}
-
-static void bcast_append(struct raft *r)
-{
-	for (unsigned i = 0; i < r->n_prs; i++) {
-		struct progress *pr = &r->prs[i];
-
-		if (pr->id == r->id)
-			continue;
-		if (!send_append(r, pr, true))
-			continue;
-		/* replicate: fill the window */
-		while (pr->state == PR_REPLICATE && send_append(r, pr, false))
-			;
-	}
-}
-
-static void send_heartbeat(struct raft *r, struct progress *pr, uint64_t ctx)
-{
-	struct raft_msg *m = msg_new(r, RAFT_MSG_HEARTBEAT, pr->id);
-
-	if (!m)
-		return;
-	/* Never more than it matches: its log past that may still differ from ours. */
-	m->commit = pr->match < r->commit ? pr->match : r->commit;
-	m->context = ctx;
-}
-
-static void bcast_heartbeat(struct raft *r, uint64_t ctx)
-{
-	for (unsigned i = 0; i < r->n_prs; i++)
-		if (r->prs[i].id != r->id)
-			send_heartbeat(r, &r->prs[i], ctx);
-}
-
-static void send_timeout_now(struct raft *r, uint64_t to)
-{
-	msg_new(r, RAFT_MSG_TIMEOUT_NOW, to);
-	TRACE(r, "send timeout-now", to, r->term);
-}
-
-/* ---- ReadIndex (thesis 6.4) ---- */
-
-static void answer_read(struct raft *r, uint64_t from, uint64_t ctx, uint64_t index)
-{
-	if (from == r->id) {
-		if (grow(r, (void **)&r->rstates, &r->cap_rstates, r->n_rstates + 1,
-		         sizeof(*r->rstates)) < 0)
-			return;
-		r->rstates[r->n_rstates++] = (struct raft_read_state){.ctx = ctx, .index = index};
-	} else {
-		struct raft_msg *m = msg_new(r, RAFT_MSG_READ_INDEX_RESP, from);
-
-		if (m) {
-			m->context = ctx;
-			m->index = index;
-		}
-	}
-}
-
-/* Serve every queued read whose heartbeat round a quorum confirmed. */
-static void answer_reads(struct raft *r)
-{
-	size_t done = 0;
-
-	while (done < r->n_reads) {
-		struct pending_read *pr = &r->reads[done];
-		unsigned acks = 0;
-
-		if (pr->round == 0)
-			break;
-		for (unsigned i = 0; i < r->n_prs; i++)
-			acks += r->prs[i].read_acked >= pr->round;
-		if (acks < quorum(r))
-			break;
-		answer_read(r, pr->from, pr->ctx, pr->index);
-		done++;
-	}
-	if (done) {
-		memmove(r->reads, r->reads + done, (r->n_reads - done) * sizeof(*r->reads));
-		r->n_reads -= done;
-	}
-}
-
-static int leader_read(struct raft *r, uint64_t from, uint64_t ctx)
-{
-	struct pending_read *pr;
-
-	if (grow(r, (void **)&r->reads, &r->cap_reads, r->n_reads + 1, sizeof(*r->reads)) < 0)
-		return -ENOMEM;
-	pr = &r->reads[r->n_reads++];
-	pr->ctx = ctx;
-	pr->from = from;
-	pr->index = r->commit;
-	pr->round = 0;
-	if (r->committed_in_term) {
-		pr->round = r->read_round + 1;
-		r->read_round_needed = true;
-	}
-	return 0;
-}
-
-/* Reads asked during this loop turn share one heartbeat round. */
-static void flush_read_round(struct raft *r)
-{
-	struct progress *self;
-
-	if (!r->read_round_needed || r->role != RAFT_LEADER)
-		return;
-	r->read_round_needed = false;
-	r->read_round++;
-	self = pr_find(r, r->id);
-	if (self)
-		self->read_acked = r->read_round;
-	bcast_heartbeat(r, r->read_round);
-	answer_reads(r);
-}
-
 /* ---- handling messages ---- */
 
 static void reply(struct raft *r, const struct raft_msg *in, enum raft_msg_type type,
                   struct raft_msg **ret)
 {
-	*ret = msg_new(r, type, in->from);
+	*ret = raft_msg_new(r, type, in->from);
 }
 
 static void handle_vote(struct raft *r, const struct raft_msg *m)
@@ -984,9 +284,9 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
 			if (e->index <= last_index(r)) {
 				if (term_at(r, e->index) == e->term)
 					continue;
-				truncate_from(r, e->index);
+				raft_truncate_from(r, e->index);
 			}
-			if (log_push(r, e->term, e->type, e->data, e->len) < 0)
+			if (raft_log_push(r, e->term, e->type, e->data, e->len) < 0)
 				return -ENOMEM; /* no answer: the leader will retry */
 		}
 		commit_to(r, m->commit < last_new ? m->commit : last_new);
@@ -999,7 +299,7 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
 	 * whose term is <= the one it probed, so it skips a whole term per round trip. */
 	reply(r, m, RAFT_MSG_APPEND_RESP, &out);
 	if (out) {
-		uint64_t hint = find_conflict_by_term(r, m->index, m->log_term);
+		uint64_t hint = raft_find_conflict_by_term(r, m->index, m->log_term);
 
 		out->reject = true;
 		out->index = m->index;
@@ -1008,25 +308,6 @@ static int handle_append(struct raft *r, const struct raft_msg *m)
 	}
 	TRACE(r, "reject append", m->index, m->log_term);
 	return 0;
-}
-
-static void install_snapshot(struct raft *r)
-{
-	TRACE(r, "install snapshot", r->in_index, r->in_term);
-	free_entries(r, 0);
-	rfree(r, r->snap_data);
-	r->snap_index = r->in_index;
-	r->snap_term = r->in_term;
-	r->snap_conf = r->in_conf;
-	r->snap_data = r->in_buf;
-	r->snap_len = r->in_len;
-	r->in_buf = NULL;
-	r->in_len = r->in_cap = 0;
-	r->in_index = r->in_term = 0;
-	r->commit = r->snap_index;
-	r->stable = r->snap_index; /* the ready persists the snapshot before anything else */
-	r->snap_install = true;
-	recompute_conf(r);
 }
 
 static void handle_snapshot(struct raft *r, const struct raft_msg *m)
@@ -1086,141 +367,9 @@ static void handle_snapshot(struct raft *r, const struct raft_msg *m)
 			r->in_len = 0;
 			return;
 		}
-		install_snapshot(r);
+		raft_install_snapshot(r);
 		if (out)
 			out->snap_done = true;
-	}
-}
-
-static void handle_append_resp(struct raft *r, const struct raft_msg *m, struct progress *pr)
-{
-	pr->recent_active = true;
-	if (m->reject) {
-		uint64_t hint = m->reject_hint;
-		bool stale;
-
-		if (m->log_term > 0)
-			hint = find_conflict_by_term(r, m->reject_hint, m->log_term);
-		if (pr->state == PR_REPLICATE) {
-			stale = m->index <= pr->match;
-			if (!stale)
-				become_probe(r, pr);
-		} else {
-			stale = pr->next - 1 != m->index;
-			if (!stale) {
-				uint64_t next = m->index < hint + 1 ? m->index : hint + 1;
-
-				if (next < pr->match + 1)
-					next = pr->match + 1;
-				pr->next = next ? next : 1;
-				pr->probe_sent = false;
-				if (pr->state == PR_SNAPSHOT)
-					pr->state = PR_PROBE;
-			}
-		}
-		if (!stale) {
-			TRACE(r, "follower rejected, probing", pr->id, pr->next);
-			send_append(r, pr, true);
-		}
-		return;
-	}
-	if (m->index > pr->match) {
-		bool was_paused = pr_paused(r, pr);
-
-		pr->match = m->index;
-		if (pr->next < m->index + 1)
-			pr->next = m->index + 1;
-		if (pr->state == PR_PROBE)
-			become_replicate(pr);
-		else if (pr->state == PR_SNAPSHOT && pr->match >= pr->snap_index)
-			become_probe(r, pr);
-		else if (pr->state == PR_REPLICATE)
-			infl_free_to(pr, m->index);
-		if (maybe_commit(r))
-			r->need_bcast = true; /* tell everyone the new commit index */
-		if (r->role != RAFT_LEADER)
-			return;
-		if (was_paused || pr->state == PR_REPLICATE) {
-			while (send_append(r, pr, false))
-				if (pr->state != PR_REPLICATE)
-					break;
-		}
-		if (m->from == r->transferee && pr->match == last_index(r))
-			send_timeout_now(r, m->from);
-	} else if (pr->state == PR_PROBE && pr->probe_sent && m->index + 1 >= pr->next) {
-		/* the answer to our probe carried nothing new: we may probe again */
-		pr->probe_sent = false;
-	}
-}
-
-static void handle_snapshot_resp(struct raft *r, const struct raft_msg *m, struct progress *pr)
-{
-	pr->recent_active = true;
-	if (pr->state != PR_SNAPSHOT || m->snap_index != pr->snap_index)
-		return;
-	if (m->snap_done && !m->reject) {
-		if (pr->match < pr->snap_index)
-			pr->match = pr->snap_index;
-		become_probe(r, pr);
-		TRACE(r, "follower installed snapshot", pr->id, pr->snap_index);
-		if (maybe_commit(r))
-			r->need_bcast = true;
-		send_append(r, pr, true);
-		return;
-	}
-	if (pr->snap_index != r->snap_index || !r->snap_data) {
-		/* compacted again since: start over with the newer snapshot */
-		send_snapshot(r, pr);
-		return;
-	}
-	if (m->reject) {
-		pr->snap_acked = m->snap_offset <= r->snap_len ? m->snap_offset : 0;
-		send_chunk(r, pr);
-	} else if (m->snap_offset > pr->snap_acked && m->snap_offset <= r->snap_len) {
-		pr->snap_acked = m->snap_offset;
-		if (pr->snap_acked < r->snap_len)
-			send_chunk(r, pr);
-	}
-}
-
-static void handle_heartbeat_resp(struct raft *r, const struct raft_msg *m, struct progress *pr)
-{
-	pr->recent_active = true;
-	pr->probe_sent = false;
-	/* If the window stayed full, an append may have been lost: let one more go. */
-	if (pr->state == PR_REPLICATE && pr->infl_count >= r->max_inflight) {
-		pr->infl_start = (pr->infl_start + 1) % RAFT_MAX_INFLIGHT;
-		pr->infl_count--;
-	}
-	if (pr->match < last_index(r))
-		send_append(r, pr, true);
-	if (m->context > pr->read_acked) {
-		pr->read_acked = m->context;
-		answer_reads(r);
-	}
-}
-
-static int step_leader(struct raft *r, const struct raft_msg *m)
-{
-	struct progress *pr = pr_find(r, m->from);
-
-	switch (m->type) {
-	case RAFT_MSG_READ_INDEX:
-		return leader_read(r, m->from, m->context);
-	case RAFT_MSG_APPEND_RESP:
-		if (pr)
-			handle_append_resp(r, m, pr);
-		return 0;
-	case RAFT_MSG_HEARTBEAT_RESP:
-		if (pr)
-			handle_heartbeat_resp(r, m, pr);
-		return 0;
-	case RAFT_MSG_SNAPSHOT_RESP:
-		if (pr)
-			handle_snapshot_resp(r, m, pr);
-		return 0;
-	default:
-		return 0;
 	}
 }
 
@@ -1252,7 +401,7 @@ static int step_follower(struct raft *r, const struct raft_msg *m)
 		return 0;
 	case RAFT_MSG_READ_INDEX_RESP:
 		if (!m->reject)
-			answer_read(r, r->id, m->context, m->index);
+			raft_answer_read(r, r->id, m->context, m->index);
 		return 0;
 	default:
 		return 0;
@@ -1270,7 +419,7 @@ static int step_candidate(struct raft *r, const struct raft_msg *m)
 	case RAFT_MSG_HEARTBEAT:
 	case RAFT_MSG_SNAPSHOT:
 		/* a leader of this term exists (§5.2) */
-		become_follower(r, m->term, m->from);
+		raft_become_follower(r, m->term, m->from);
 		return step_follower(r, m);
 	case RAFT_MSG_VOTE_RESP:
 	case RAFT_MSG_PRE_VOTE_RESP:
@@ -1292,7 +441,7 @@ static int step_candidate(struct raft *r, const struct raft_msg *m)
 			else
 				become_leader(r);
 		} else if (j >= quorum(r)) {
-			become_follower(r, r->term, 0);
+			raft_become_follower(r, r->term, 0);
 		}
 		return 0;
 	default:
@@ -1322,7 +471,7 @@ static bool msg_valid(const struct raft *r, const struct raft_msg *m)
 			return false;
 	}
 	if (m->type == RAFT_MSG_SNAPSHOT &&
-	    (!conf_valid(&m->snap_conf) || m->snap_index == 0 || (m->chunk_len && !m->chunk)))
+	    (!raft_conf_valid(&m->snap_conf) || m->snap_index == 0 || (m->chunk_len && !m->chunk)))
 		return false;
 	return true;
 }
@@ -1343,7 +492,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 			TRACE(r, "drop forwarded proposal", m->from, r->term);
 			return 0;
 		}
-		if (log_push(r, r->term, e->type, e->data, e->len) < 0)
+		if (raft_log_push(r, r->term, e->type, e->data, e->len) < 0)
 			return -ENOMEM;
 		r->need_bcast = true;
 		return 0;
@@ -1368,7 +517,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 			                   m->type == RAFT_MSG_HEARTBEAT ||
 			                   m->type == RAFT_MSG_SNAPSHOT;
 
-			become_follower(r, m->term, from_leader ? m->from : 0);
+			raft_become_follower(r, m->term, from_leader ? m->from : 0);
 		}
 	} else if (m->term < r->term) {
 		struct raft_msg *out;
@@ -1391,7 +540,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 	} else {
 		switch (r->role) {
 		case RAFT_LEADER:
-			rc = step_leader(r, m);
+			rc = raft_step_leader(r, m);
 			break;
 		case RAFT_FOLLOWER:
 			rc = step_follower(r, m);
@@ -1439,7 +588,7 @@ void raft_tick(struct raft *r)
 		r->election_elapsed = 0;
 		if (r->check_quorum && !quorum_active(r)) {
 			TRACE(r, "lost quorum: stepping down", r->term, 0);
-			become_follower(r, r->term, 0);
+			raft_become_follower(r, r->term, 0);
 			return;
 		}
 		if (r->transferee) {
@@ -1447,20 +596,11 @@ void raft_tick(struct raft *r)
 			r->transferee = 0;
 		}
 	}
-	for (unsigned i = 0; i < r->n_prs; i++) {
-		struct progress *pr = &r->prs[i];
-
-		if (pr->state == PR_SNAPSHOT && ++pr->snap_ticks >= r->election_tick) {
-			if (pr->snap_index != r->snap_index)
-				send_snapshot(r, pr);
-			else
-				send_chunk(r, pr);
-		}
-	}
+	raft_tick_snapshots(r);
 	if (r->heartbeat_elapsed >= r->heartbeat_tick) {
 		r->heartbeat_elapsed = 0;
 		/* carry the newest round, in case its own heartbeats were lost */
-		bcast_heartbeat(r, r->n_reads ? r->read_round : 0);
+		raft_bcast_heartbeat(r, r->n_reads ? r->read_round : 0);
 	}
 }
 
@@ -1472,7 +612,7 @@ int64_t raft_propose(struct raft *r, const void *data, size_t len, enum raft_ent
 		return FLT_ENOTLEADER;
 	if (type != RAFT_ENTRY_NORMAL && type != RAFT_ENTRY_NOOP)
 		return FLT_EINVAL;
-	if (log_push(r, r->term, (uint8_t)type, data, len) < 0)
+	if (raft_log_push(r, r->term, (uint8_t)type, data, len) < 0)
 		return -ENOMEM;
 	r->need_bcast = true;
 	return (int64_t)last_index(r);
@@ -1494,7 +634,7 @@ int64_t raft_propose_forward(struct raft *r, const void *data, size_t len,
 	e = rmalloc(r, sizeof(*e) + len);
 	if (!e)
 		return -ENOMEM;
-	m = msg_new(r, RAFT_MSG_PROP, r->leader);
+	m = raft_msg_new(r, RAFT_MSG_PROP, r->leader);
 	if (!m) {
 		rfree(r, e);
 		return -ENOMEM;
@@ -1542,87 +682,14 @@ int64_t raft_propose_conf_change(struct raft *r, enum raft_conf_op op, uint64_t 
 		return FLT_EINVAL;
 	}
 	len = raft_conf_encode(&c, buf);
-	if (log_push(r, r->term, RAFT_ENTRY_CONF, buf, len) < 0)
+	if (raft_log_push(r, r->term, RAFT_ENTRY_CONF, buf, len) < 0)
 		return -ENOMEM;
 	TRACE(r, op == RAFT_CONF_ADD ? "propose add voter" : "propose remove voter", id,
 	      last_index(r));
 	/* the quorum may have shrunk */
-	maybe_commit(r);
+	raft_maybe_commit(r);
 	r->need_bcast = true;
 	return (int64_t)last_index(r);
-}
-
-int raft_read_index(struct raft *r, uint64_t ctx)
-{
-	struct raft_msg *m;
-
-	if (r->role == RAFT_LEADER)
-		return leader_read(r, r->id, ctx);
-	if (!r->leader)
-		return FLT_ENOTLEADER;
-	r->oom = false;
-	m = msg_new(r, RAFT_MSG_READ_INDEX, r->leader);
-	if (!m)
-		return -ENOMEM;
-	m->context = ctx;
-	return 0;
-}
-
-int raft_transfer_leadership(struct raft *r, uint64_t to)
-{
-	struct progress *pr;
-
-	if (r->role != RAFT_LEADER)
-		return FLT_ENOTLEADER;
-	if (to == r->id)
-		return 0;
-	pr = pr_find(r, to);
-	if (!pr)
-		return FLT_EINVAL;
-	if (r->transferee == to)
-		return 0;
-	TRACE(r, "transfer leadership", to, r->term);
-	r->transferee = to;
-	r->election_elapsed = 0; /* the transfer gets one election timeout */
-	if (pr->match == last_index(r))
-		send_timeout_now(r, to);
-	else
-		send_append(r, pr, true);
-	return 0;
-}
-
-int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
-{
-	struct raft_conf c = r->snap_conf;
-	void *copy = NULL;
-	uint64_t term;
-	size_t drop;
-
-	if (index <= r->snap_index || index > r->applied)
-		return FLT_EINVAL;
-	if (len) {
-		copy = rmalloc(r, len);
-		if (!copy)
-			return -ENOMEM;
-		memcpy(copy, data, len);
-	}
-	term = term_at(r, index);
-	drop = (size_t)(index - r->snap_index);
-	for (size_t i = 0; i < drop; i++) {
-		if (r->log[i].type == RAFT_ENTRY_CONF)
-			raft_conf_decode(r->log[i].data, r->log[i].len, &c);
-		rfree(r, (void *)r->log[i].data);
-	}
-	memmove(r->log, r->log + drop, (r->log_n - drop) * sizeof(*r->log));
-	r->log_n -= drop;
-	r->snap_index = index;
-	r->snap_term = term;
-	r->snap_conf = c;
-	rfree(r, r->snap_data);
-	r->snap_data = copy;
-	r->snap_len = len;
-	TRACE(r, "compacted", index, term);
-	return 0;
 }
 
 /* ---- ready / advance ---- */
@@ -1663,8 +730,8 @@ int raft_ready(struct raft *r, struct raft_ready *rd)
 	r->oom = false;
 	if (r->role == RAFT_LEADER) {
 		if (r->need_bcast)
-			bcast_append(r);
-		flush_read_round(r);
+			raft_bcast_append(r);
+		raft_flush_read_round(r);
 	}
 	r->need_bcast = false;
 	memset(rd, 0, sizeof(*rd));
@@ -1729,7 +796,7 @@ void raft_advance(struct raft *r, const struct raft_ready *rd)
 		self = pr_find(r, r->id);
 		if (self && self->match < r->stable)
 			self->match = r->stable;
-		if (maybe_commit(r))
+		if (raft_maybe_commit(r))
 			r->need_bcast = true;
 	}
 }
@@ -1773,13 +840,13 @@ int raft_new(const struct raft_config *cfg, struct raft **ret)
 		size_t len;
 
 		memcpy(c.ids, cfg->voters, cfg->n_voters * sizeof(uint64_t));
-		if (!conf_valid(&c)) {
+		if (!raft_conf_valid(&c)) {
 			raft_free(r);
 			return FLT_EINVAL;
 		}
 		len = raft_conf_encode(&c, buf);
 		r->term = 1;
-		if (log_push(r, 1, RAFT_ENTRY_CONF, buf, len) < 0) {
+		if (raft_log_push(r, 1, RAFT_ENTRY_CONF, buf, len) < 0) {
 			raft_free(r);
 			return -ENOMEM;
 		}
@@ -1793,7 +860,7 @@ int raft_restore(struct raft *r, const struct raft_persisted *p)
 	uint64_t last = p->snap.index + p->n_entries, commit;
 	void *copy = NULL;
 
-	if (r->in_ready || !conf_valid(&p->snap.conf) || (p->snap.index && !p->snap.term))
+	if (r->in_ready || !raft_conf_valid(&p->snap.conf) || (p->snap.index && !p->snap.term))
 		return FLT_EINVAL;
 	for (size_t i = 0; i < p->n_entries; i++) {
 		const struct raft_entry *e = &p->entries[i];
@@ -1812,7 +879,7 @@ int raft_restore(struct raft *r, const struct raft_persisted *p)
 			return -ENOMEM;
 		memcpy(copy, p->snap.data, p->snap.len);
 	}
-	free_entries(r, 0);
+	raft_free_entries(r, 0);
 	rfree(r, r->snap_data);
 	r->snap_data = copy;
 	r->snap_len = p->snap.len;
@@ -1824,7 +891,7 @@ int raft_restore(struct raft *r, const struct raft_persisted *p)
 	for (size_t i = 0; i < p->n_entries; i++) {
 		const struct raft_entry *e = &p->entries[i];
 
-		if (log_push(r, e->term, e->type, e->data, e->len) < 0)
+		if (raft_log_push(r, e->term, e->type, e->data, e->len) < 0)
 			return -ENOMEM;
 	}
 	r->term = p->hs.term;
@@ -1832,8 +899,8 @@ int raft_restore(struct raft *r, const struct raft_persisted *p)
 	r->commit = commit;
 	r->applied = p->applied;
 	r->stable = last;
-	recompute_conf(r);
-	become_follower(r, r->term, 0);
+	raft_recompute_conf(r);
+	raft_become_follower(r, r->term, 0);
 	r->prev_hs = (struct raft_hard_state){.term = r->term, .vote = r->vote, .commit = commit};
 	r->prev_ss = soft_state(r);
 	return 0;
@@ -1845,7 +912,7 @@ void raft_free(struct raft *r)
 		return;
 	for (size_t i = 0; i < r->n_msgs; i++)
 		msg_release(r, &r->msgs[i]);
-	free_entries(r, 0);
+	raft_free_entries(r, 0);
 	rfree(r, r->log);
 	rfree(r, r->snap_data);
 	rfree(r, r->in_buf);

@@ -1,0 +1,220 @@
+/* The Raft core's in-memory log (see raft_int.h): appending, truncating on conflict, compaction
+ * into a snapshot and installing a received one, plus the voter configuration the log carries and
+ * its encoding (thesis 4.1). Pure, like the rest of the core. */
+#include "raft_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "util/err.h"
+
+/* ---- configuration ---- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = n - 1; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+bool raft_conf_has(const struct raft_conf *c, uint64_t id)
+{
+	for (uint32_t i = 0; i < c->n; i++)
+		if (c->ids[i] == id)
+			return true;
+	return false;
+}
+
+size_t raft_conf_encode(const struct raft_conf *c, uint8_t out[RAFT_CONF_ENCODED_MAX])
+{
+	put_u32(out, c->n);
+	for (uint32_t i = 0; i < c->n; i++)
+		put_u64(out + 4 + 8 * i, c->ids[i]);
+	return 4 + 8 * (size_t)c->n;
+}
+
+int raft_conf_decode(const void *data, size_t len, struct raft_conf *ret)
+{
+	const uint8_t *p = data;
+	struct raft_conf c;
+
+	if (len < 4)
+		return FLT_EINVAL;
+	c.n = (uint32_t)get_le(p, 4);
+	if (c.n > RAFT_MAX_VOTERS || len != 4 + 8 * (size_t)c.n)
+		return FLT_EINVAL;
+	for (uint32_t i = 0; i < c.n; i++) {
+		c.ids[i] = get_le(p + 4 + 8 * i, 8);
+		if (!c.ids[i])
+			return FLT_EINVAL;
+		for (uint32_t j = 0; j < i; j++)
+			if (c.ids[j] == c.ids[i])
+				return FLT_EINVAL;
+	}
+	*ret = c;
+	return 0;
+}
+
+bool raft_conf_valid(const struct raft_conf *c)
+{
+	if (c->n > RAFT_MAX_VOTERS)
+		return false;
+	for (uint32_t i = 0; i < c->n; i++) {
+		if (!c->ids[i])
+			return false;
+		for (uint32_t j = 0; j < i; j++)
+			if (c->ids[j] == c->ids[i])
+				return false;
+	}
+	return true;
+}
+
+/* ---- the log ---- */
+
+/* The configuration is the newest conf entry in the log, or the snapshot's (thesis 4.1). */
+void raft_recompute_conf(struct raft *r)
+{
+	struct raft_conf c = r->snap_conf;
+	uint64_t ci = r->snap_index;
+
+	for (size_t i = r->log_n; i-- > 0;) {
+		if (r->log[i].type == RAFT_ENTRY_CONF &&
+		    raft_conf_decode(r->log[i].data, r->log[i].len, &c) == 0) {
+			ci = r->log[i].index;
+			break;
+		}
+	}
+	r->conf = c;
+	r->conf_index = ci;
+	raft_sync_progress(r);
+	TRACE(r, "conf", ci, c.n);
+}
+
+void raft_free_entries(struct raft *r, size_t from)
+{
+	for (size_t i = from; i < r->log_n; i++)
+		rfree(r, (void *)r->log[i].data);
+	r->log_n = from;
+}
+
+/* Drop entries >= index (they conflict with the leader's). */
+void raft_truncate_from(struct raft *r, uint64_t index)
+{
+	if (index > last_index(r))
+		return;
+	TRACE(r, "truncate", index, last_index(r));
+	if (index <= r->commit)
+		TRACE(r, "BUG: truncating committed entries", index, r->commit);
+	raft_free_entries(r, index - r->snap_index - 1);
+	if (r->stable >= index)
+		r->stable = index - 1;
+	if (r->conf_index >= index)
+		raft_recompute_conf(r);
+}
+
+/* Append one entry (data copied). 0 or -ENOMEM. */
+int raft_log_push(struct raft *r, uint64_t term, uint8_t type, const void *data, size_t len)
+{
+	struct raft_entry *e;
+	void *copy = NULL;
+
+	if (grow(r, (void **)&r->log, &r->log_cap, r->log_n + 1, sizeof(*r->log)) < 0)
+		return -ENOMEM;
+	if (len) {
+		copy = rmalloc(r, len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, len);
+	}
+	e = &r->log[r->log_n++];
+	*e = (struct raft_entry){.term = term,
+	                         .index = r->snap_index + r->log_n,
+	                         .type = type,
+	                         .data = copy,
+	                         .len = len};
+	if (type == RAFT_ENTRY_CONF)
+		raft_recompute_conf(r);
+	return 0;
+}
+
+/* Largest index <= `index` whose term is <= `term` (fast back-tracking, as in etcd). */
+uint64_t raft_find_conflict_by_term(const struct raft *r, uint64_t index, uint64_t term)
+{
+	if (index > last_index(r))
+		index = last_index(r);
+	while (index > r->snap_index) {
+		if (term_at(r, index) <= term)
+			break;
+		index--;
+	}
+	return index;
+}
+
+/* ---- snapshots ---- */
+
+void raft_install_snapshot(struct raft *r)
+{
+	TRACE(r, "install snapshot", r->in_index, r->in_term);
+	raft_free_entries(r, 0);
+	rfree(r, r->snap_data);
+	r->snap_index = r->in_index;
+	r->snap_term = r->in_term;
+	r->snap_conf = r->in_conf;
+	r->snap_data = r->in_buf;
+	r->snap_len = r->in_len;
+	r->in_buf = NULL;
+	r->in_len = r->in_cap = 0;
+	r->in_index = r->in_term = 0;
+	r->commit = r->snap_index;
+	r->stable = r->snap_index; /* the ready persists the snapshot before anything else */
+	r->snap_install = true;
+	raft_recompute_conf(r);
+}
+
+int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
+{
+	struct raft_conf c = r->snap_conf;
+	void *copy = NULL;
+	uint64_t term;
+	size_t drop;
+
+	if (index <= r->snap_index || index > r->applied)
+		return FLT_EINVAL;
+	if (len) {
+		copy = rmalloc(r, len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, data, len);
+	}
+	term = term_at(r, index);
+	drop = (size_t)(index - r->snap_index);
+	for (size_t i = 0; i < drop; i++) {
+		if (r->log[i].type == RAFT_ENTRY_CONF)
+			raft_conf_decode(r->log[i].data, r->log[i].len, &c);
+		rfree(r, (void *)r->log[i].data);
+	}
+	memmove(r->log, r->log + drop, (r->log_n - drop) * sizeof(*r->log));
+	r->log_n -= drop;
+	r->snap_index = index;
+	r->snap_term = term;
+	r->snap_conf = c;
+	rfree(r, r->snap_data);
+	r->snap_data = copy;
+	r->snap_len = len;
+	TRACE(r, "compacted", index, term);
+	return 0;
+}
