@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "util/util.h"
+#include "util/reason.h"
 
 /* A response body bigger than this is refused: no etcd answer comes near it. */
 #define CTL_MAX_BODY (256u << 20)
@@ -461,26 +462,6 @@ static void dial_addr(struct ctl_client *c, const struct ctl_endpoint *ep, struc
 		cb_puts(b, !strncmp(ep->origin, "https", 5) ? ":443" : ":80");
 }
 
-static const char *status_text(long code)
-{
-	switch (code) {
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 502:
-		return "Bad Gateway";
-	case 503:
-		return "Service Unavailable";
-	case 504:
-		return "Gateway Timeout";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "";
-	}
-}
-
 /* Lower-case first letter, as Go's syscall error strings are. */
 static void put_errno_text(struct buf *b, int e)
 {
@@ -707,7 +688,7 @@ int ctl_client_do(struct ctl_client *c, const struct ctl_req *r, struct ctl_resp
 				cb_printf(why, "client: etcd member %s has no leader", ep->url);
 			else
 				cb_printf(why, "client: etcd member %s returns server error [%s]",
-				          ep->url, status_text(resp->status));
+				          ep->url, reason_phrase((int)resp->status));
 			a = ATT_FAIL;
 		}
 		if (a == ATT_FAIL) {
