@@ -14,10 +14,12 @@
 #include "http/web.h"
 #include "util/buf.h"
 
-/* Stop parsing a client's requests while more than OUT_HIGH waits to be sent to it; a stream
- * that keeps writing past OUT_HARD to a client that does not read loses its connection. */
-#define OUT_HIGH  (4u << 20)
-#define OUT_HARD  (64u << 20)
+/* Stop parsing a client's requests while more than OUT_HIGH waits to be sent to it. A stream
+ * (a watch) that keeps writing while more than OUT_STREAM waits for a client that does not read
+ * loses its connection: like etcd dropping a watcher whose queue is full, and it bounds what
+ * thousands of stalled watchers can hold. */
+#define OUT_HIGH   (4u << 20)
+#define OUT_STREAM (4u << 20)
 #define READ_SIZE (64 * 1024)
 
 struct web_conn;

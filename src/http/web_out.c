@@ -245,7 +245,7 @@ int web_stream_write(struct web_req *r, const void *data, size_t len)
 		return -EINVAL;
 	if (!len || r->is_head)
 		return 0;
-	if (out_pending(c) + r->resp.len > OUT_HARD) {
+	if (out_pending(c) + r->resp.len > OUT_STREAM) {
 		/* The client stopped reading a stream long ago: give up on it. */
 		c->fatal = true;
 		web_conn_schedule(c);

@@ -1082,6 +1082,31 @@ static void test_stream_client_gone(void **state)
 	T.stream_req = NULL;
 }
 
+/* A stream whose client stopped reading is cut off once a few MiB wait for it, instead of
+ * growing without bound (thousands of stalled watchers would otherwise hold gigabytes). */
+static void test_stream_stalled_reader(void **state)
+{
+	static char chunk[64 * 1024];
+	struct cli c;
+	int r = 0;
+	size_t sent = 0;
+
+	memset(chunk, 'w', sizeof(chunk));
+	cli_open(&c);
+	cli_sends(&c, "GET /stream HTTP/1.1\r\n\r\n");
+	pump_until(have_stream);
+	/* The client never reads: the kernel buffers take some, then the server's output grows. */
+	while (sent < (64u << 20) && (r = web_stream_write(T.stream_req, chunk, sizeof(chunk))) == 0) {
+		sent += sizeof(chunk);
+		ev_run(T.loop, EVRUN_NOWAIT);
+	}
+	assert_int_equal(r, -EPIPE);
+	assert_true(sent < (16u << 20));
+	web_stream_end(T.stream_req);
+	T.stream_req = NULL;
+	cli_close(&c);
+}
+
 static void test_server_free_pending(void **state)
 {
 	struct cli c;
@@ -1464,6 +1489,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_disconnect_pipelined, setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_stream_client_gone, setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_respond_from_prepare, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_stalled_reader, setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_free_pending, setup_default, teardown),
 	    cmocka_unit_test_setup_teardown(test_idle_timeout, setup_small, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_timeout, setup_small, teardown),
