@@ -373,14 +373,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 			return -ENOMEM;
 		c->initial_cluster = buf_steal(&b);
 	}
-	if (!strcmp(c->initial_cluster_state, "existing")) {
-		/* Joining a running cluster needs the runtime membership change (member add) that
-		 * is not built yet: refuse rather than bootstrap a second, separate cluster. */
-		seterr(err, errlen, "initial-cluster-state 'existing' (joining a running cluster) is "
-				    "not supported yet: start every member with 'new'");
-		return -EINVAL;
-	}
-	if (strcmp(c->initial_cluster_state, "new")) {
+	if (strcmp(c->initial_cluster_state, "new") &&
+	    strcmp(c->initial_cluster_state, "existing")) {
 		seterr(err, errlen, "invalid initial-cluster-state '%s': want 'new' or 'existing'",
 		       c->initial_cluster_state);
 		return -EINVAL;

@@ -43,6 +43,9 @@ struct daemon {
 	struct config_cluster cluster;
 	bool published;          /* this member's client URLs are in the store */
 	bool publish_in_flight;
+	bool named;              /* a joined member: its name is in the store */
+	bool name_in_flight;
+	bool leaving;            /* this member was removed: stopping */
 };
 
 static void on_handoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -98,6 +101,32 @@ static void publish_done(void *ctx, int err, const struct store_result *res, uin
 	d->published = err == 0 && res && !res->err_code;
 }
 
+static void name_done(void *ctx, int err, const struct store_result *res, uint64_t index)
+{
+	struct daemon *d = ctx;
+
+	(void)index;
+	d->name_in_flight = false;
+	d->named = err == 0 && res && !res->err_code;
+}
+
+/* A member removed at run time (node.h) stops by itself; a leader hands over first. */
+static void maybe_leave(struct daemon *d)
+{
+	if (d->leaving || !node_removed(d->node))
+		return;
+	d->leaving = true;
+	log_notice("this member was removed from the cluster: shutting down");
+	if (node_transfer_leadership(d->node) == 0) {
+		d->handoff_end_ns =
+		    flt_monotime_ns() + 2 * (int64_t)d->cfg.election_timeout * 1000000;
+		ev_timer_init(&d->handoff_w, on_handoff, 0.02, 0.02);
+		ev_timer_start(d->loop, &d->handoff_w);
+		return;
+	}
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
 /* Other members learn this member's client URLs (for /v2/members, etcdctl cluster-health,
  * failover of clients) from the store, as etcd publishes its member attributes through the
  * log: once per start, when a leader is known. A one-member cluster has nobody to tell. */
@@ -107,6 +136,10 @@ static void maybe_publish(struct daemon *d)
 	struct store_cmd cmd;
 	int r;
 
+	if (!d->named && !d->name_in_flight && node_leader_id(d->node) &&
+	    !strcmp(d->cfg.initial_cluster_state, "existing") &&
+	    node_announce_name(d->node, d->cfg.name, name_done, d) == 0)
+		d->name_in_flight = true; /* others know the initial members' names already */
 	if (d->published || d->publish_in_flight || node_cluster_size(d->node) < 2 ||
 	    !node_leader_id(d->node))
 		return;
@@ -141,6 +174,9 @@ static void on_ttl_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	maybe_leave(d);
+	if (d->leaving)
+		return;
 	maybe_publish(d);
 	if (d->sync_in_flight || !node_is_leader(d->node))
 		return;
@@ -206,6 +242,24 @@ static int daemon_start(struct daemon *d)
 		return -EINVAL;
 	}
 	cluster_id = d->cluster.cluster_id;
+	if (!strcmp(d->cfg.initial_cluster_state, "existing")) {
+		/* The cluster's id is that of the cluster as bootstrapped: --initial-cluster lists
+		 * the members it had plus this new one, so leave this one out. (Right after one
+		 * `member add`; a cluster changed more than once needs the original list.) */
+		uint64_t *ids = calloc(d->cluster.n, sizeof(*ids));
+		size_t k = 0;
+
+		if (!ids) {
+			free(members);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < d->cluster.n; i++)
+			if (d->cluster.v[i].id != member_id)
+				ids[k++] = d->cluster.v[i].id;
+		if (k)
+			cluster_id = config_cluster_id(ids, k, d->cfg.initial_cluster_token);
+		free(ids);
+	}
 
 	r = store_new(&d->store);
 	if (r < 0) {
@@ -223,6 +277,8 @@ static int daemon_start(struct daemon *d)
 	ncfg.n_listen_peer_urls = d->cfg.listen_peer_urls.n;
 	ncfg.heartbeat_ms = (unsigned)d->cfg.heartbeat_interval;
 	ncfg.election_ms = (unsigned)d->cfg.election_timeout;
+	ncfg.join = !strcmp(d->cfg.initial_cluster_state, "existing");
+	ncfg.token = d->cfg.initial_cluster_token;
 	r = node_new(d->loop, &ncfg, d->store, &d->node);
 	free(members);
 	if (r < 0)

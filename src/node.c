@@ -22,10 +22,12 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "peer/peer.h"
 #include "raft/codec.h"
 #include "raft/raft.h"
@@ -40,6 +42,10 @@
 
 #define HDR_MAGIC 0xc1
 #define HDR_LEN   17
+/* membership records in the store (node.h) */
+#define PEERS_DIR   "/_flotilla/peers"
+#define REMOVED_DIR "/_flotilla/removed"
+#define NAMES_DIR   "/_flotilla/names"
 /* Proposals and read barriers not answered within this many election timeouts fail. */
 #define DEADLINE_ELECTIONS 3
 
@@ -90,7 +96,17 @@ struct node {
 	size_t went_cap;
 	struct buf frame; /* scratch for encoding messages */
 	struct node_stats stats;
+	/* runtime membership (node.h) */
+	struct node_members initial; /* --initial-cluster */
+	char *token;
+	bool members_dirty; /* a membership record or the leader changed: reconcile */
+	bool removed;       /* this member applied its own removal */
+	uint64_t rm_id;     /* voter whose removal waits out its grace period */
+	int64_t rm_since_ns;
+	int64_t election_ns;
 };
+
+
 
 /* ---- helpers ---- */
 
@@ -303,6 +319,20 @@ static void apply_entry(struct node *n, const struct raft_entry *e)
 		return;
 	}
 	entry_split(e->data, e->len, &member, &seq, &cmd, &len);
+	if (!n->members_dirty) {
+		struct store_cmd c;
+		struct buf k = BUF_INIT, v = BUF_INIT, pv = BUF_INIT;
+
+		/* only membership records: other hidden keys (machine heartbeats) change often */
+		if (store_cmd_decode(cmd, len, &c, &k, &v, &pv) == 0 && k.data &&
+		    (!strncmp(k.data, PEERS_DIR "/", sizeof(PEERS_DIR)) ||
+		     !strncmp(k.data, REMOVED_DIR "/", sizeof(REMOVED_DIR)) ||
+		     !strncmp(k.data, NAMES_DIR "/", sizeof(NAMES_DIR))))
+			n->members_dirty = true;
+		buf_release(&k);
+		buf_release(&v);
+		buf_release(&pv);
+	}
 	r = store_apply(n->store, e->index, cmd, len, &res);
 	if (r == -ENOMEM) {
 		/* The entry is durable but the store may be half-changed: carrying on would serve
@@ -470,6 +500,7 @@ static void handle_ready(struct node *n, struct raft_ready *rd)
 		log_info("installed snapshot at index %llu from the leader",
 		         (unsigned long long)rd->snapshot->index);
 		n->applied = rd->snapshot->index;
+		n->members_dirty = true;
 	}
 	for (size_t i = 0; i < rd->n_committed; i++)
 		if (rd->committed[i].index > n->applied)
@@ -489,6 +520,7 @@ static void handle_ready(struct node *n, struct raft_ready *rd)
 		else
 			log_info("no leader (term %llu)", (unsigned long long)rd->hs.term);
 		n->leader = rd->soft.leader;
+		n->members_dirty = true;
 	}
 }
 
@@ -520,6 +552,397 @@ static void ready_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	run_ready(container_of(w, struct node, ready_w));
 }
 
+/* ---- runtime membership (node.h) ---- */
+
+struct idset {
+	uint64_t *v;
+	size_t n;
+};
+
+static bool idset_has(const struct idset *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == id)
+			return true;
+	return false;
+}
+
+typedef int (*record_fn)(void *ud, uint64_t id, const char *value);
+
+/* Calls `fn` for each record (hex id -> value) in the store directory `dir`. */
+static int read_records(struct node *n, const char *dir, record_fn fn, void *ud)
+{
+	struct store_result *res = NULL;
+	json_t *j = NULL, *nodes;
+	size_t i;
+	int r;
+
+	r = store_get(n->store, dir, false, true, 0, &res);
+	if (r < 0)
+		return r;
+	if (res->err_code)
+		goto out; /* no record yet */
+	j = json_loadb(res->json.data, res->json.len, 0, NULL);
+	if (!j) {
+		r = -ENOMEM;
+		goto out;
+	}
+	nodes = json_object_get(json_object_get(j, "node"), "nodes");
+	for (i = 0; r >= 0 && i < json_array_size(nodes); i++) {
+		json_t *it = json_array_get(nodes, i);
+		const char *key = json_string_value(json_object_get(it, "key"));
+		const char *val = json_string_value(json_object_get(it, "value"));
+		const char *slash = key ? strrchr(key, '/') : NULL;
+		uint64_t id = slash ? strtoull(slash + 1, NULL, 16) : 0;
+
+		if (id)
+			r = fn(ud, id, val ? val : "");
+	}
+out:
+	json_decref(j);
+	store_result_free(res);
+	return r;
+}
+
+static int add_id(void *ud, uint64_t id, const char *value)
+{
+	struct idset *s = ud;
+	uint64_t *v;
+
+	(void)value;
+	v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->v = v;
+	s->v[s->n++] = id;
+	return 0;
+}
+
+static struct node_member_info *member_find(struct node_members *m, uint64_t id)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].id == id)
+			return &m->v[i];
+	return NULL;
+}
+
+static int member_push(struct node_members *m, uint64_t id, const char *name, const char *urls)
+{
+	struct node_member_info *v = realloc(m->v, (m->n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	m->v = v;
+	v[m->n].id = id;
+	v[m->n].name = strdup(name);
+	v[m->n].peer_urls = strdup(urls);
+	m->n++;
+	if (!v[m->n - 1].name || !v[m->n - 1].peer_urls)
+		return -ENOMEM;
+	return 0;
+}
+
+struct members_ctx {
+	struct node_members *m;
+	const struct idset *removed;
+};
+
+static int set_peer_urls(void *ud, uint64_t id, const char *value)
+{
+	struct members_ctx *c = ud;
+	struct node_member_info *mi;
+	char *u;
+
+	if (idset_has(c->removed, id))
+		return 0;
+	mi = member_find(c->m, id);
+	if (!mi)
+		return member_push(c->m, id, "", value);
+	u = strdup(value);
+	if (!u)
+		return -ENOMEM;
+	free(mi->peer_urls);
+	mi->peer_urls = u;
+	return 0;
+}
+
+static int set_name(void *ud, uint64_t id, const char *value)
+{
+	struct members_ctx *c = ud;
+	struct node_member_info *mi = member_find(c->m, id);
+	char *nm;
+
+	if (!mi || mi->name[0])
+		return 0;
+	nm = strdup(value);
+	if (!nm)
+		return -ENOMEM;
+	free(mi->name);
+	mi->name = nm;
+	return 0;
+}
+
+static int members_and_removed(struct node *n, struct node_members *ret, struct idset *removed)
+{
+	struct node_members m = {0};
+	struct members_ctx c = {&m, removed};
+	int r;
+
+	r = read_records(n, REMOVED_DIR, add_id, removed);
+	for (size_t i = 0; r >= 0 && i < n->initial.n; i++)
+		if (!idset_has(removed, n->initial.v[i].id))
+			r = member_push(&m, n->initial.v[i].id, n->initial.v[i].name,
+			                n->initial.v[i].peer_urls);
+	if (r >= 0)
+		r = read_records(n, PEERS_DIR, set_peer_urls, &c);
+	if (r >= 0)
+		r = read_records(n, NAMES_DIR, set_name, &c);
+	if (r < 0) {
+		node_members_release(&m);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+int node_members_get(struct node *n, struct node_members *ret)
+{
+	struct idset removed = {0};
+	int r = members_and_removed(n, ret, &removed);
+
+	free(removed.v);
+	return r;
+}
+
+void node_members_release(struct node_members *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		free(m->v[i].name);
+		free(m->v[i].peer_urls);
+	}
+	free(m->v);
+	m->v = NULL;
+	m->n = 0;
+}
+
+static bool url_valid(const char *u)
+{
+	const char *host, *colon;
+	char *end;
+	unsigned long port;
+
+	if (!strncmp(u, "http://", 7))
+		host = u + 7;
+	else if (!strncmp(u, "https://", 8))
+		host = u + 8;
+	else
+		return false;
+	colon = strrchr(host, ':');
+	if (!colon || colon == host)
+		return false;
+	port = strtoul(colon + 1, &end, 10);
+	return end != colon + 1 && *end == '\0' && port > 0 && port < 65536 &&
+	       !memchr(host, '/', (size_t)(colon - host));
+}
+
+bool node_urls_valid(const char *urls)
+{
+	struct strlist l = {0};
+	bool ok;
+
+	if (strlist_split(&l, urls) < 0)
+		return false;
+	ok = l.n > 0;
+	for (size_t i = 0; ok && i < l.n; i++)
+		ok = url_valid(l.v[i]);
+	strlist_release(&l);
+	return ok;
+}
+
+/* Whether a member other than `except` has one of `urls`. */
+static bool urls_taken(const struct node_members *m, uint64_t except, const char *urls)
+{
+	struct strlist a = {0}, b = {0};
+	bool taken = false;
+
+	if (strlist_split(&a, urls) < 0)
+		return false;
+	for (size_t i = 0; !taken && i < m->n; i++) {
+		if (m->v[i].id == except || strlist_split(&b, m->v[i].peer_urls) < 0)
+			continue;
+		for (size_t x = 0; !taken && x < a.n; x++)
+			for (size_t y = 0; !taken && y < b.n; y++)
+				taken = !strcmp(a.v[x], b.v[y]);
+		strlist_release(&b);
+	}
+	strlist_release(&a);
+	return taken;
+}
+
+static int propose_record(struct node *n, const char *dir, uint64_t id, const char *value,
+                          node_done_fn cb, void *ctx)
+{
+	struct buf key = BUF_INIT, enc = BUF_INIT;
+	struct store_cmd c;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	r = buf_printf(&key, "%s/%llx", dir, (unsigned long long)id);
+	c.op = STORE_OP_PUT;
+	c.time_ns = flt_realtime_ns();
+	c.key = key.data;
+	c.value = value;
+	c.value_len = strlen(value);
+	c.prev_exist = -1;
+	if (r >= 0)
+		r = store_cmd_encode(&c, &enc);
+	if (r >= 0)
+		r = node_propose(n, enc.data, enc.len, cb, ctx);
+	buf_release(&key);
+	buf_release(&enc);
+	return r;
+}
+
+/* Checks common to the three changes: `id` known and not removed (want_member), or new. */
+static int check_change(struct node *n, uint64_t id, const char *urls, bool want_member)
+{
+	struct node_members m = {0};
+	struct idset removed = {0};
+	int r;
+
+	if (n->failed)
+		return FLT_ESTOPPED;
+	if (urls && !node_urls_valid(urls))
+		return FLT_EINVAL;
+	r = members_and_removed(n, &m, &removed);
+	if (r < 0)
+		goto out;
+	if (idset_has(&removed, id))
+		r = -EIDRM;
+	else if (want_member && !member_find(&m, id))
+		r = -ENOENT;
+	else if (!want_member && member_find(&m, id))
+		r = -EEXIST;
+	else if (urls && urls_taken(&m, id, urls))
+		r = -EEXIST;
+out:
+	node_members_release(&m);
+	free(removed.v);
+	return r;
+}
+
+int node_add_member(struct node *n, const char *urls, uint64_t *ret_id, node_done_fn cb, void *ctx)
+{
+	uint64_t id;
+	int r;
+
+	if (!node_urls_valid(urls))
+		return FLT_EINVAL;
+	id = config_member_id(urls, n->token ? n->token : "");
+	r = check_change(n, id, urls, false);
+	if (r < 0)
+		return r;
+	*ret_id = id;
+	return propose_record(n, PEERS_DIR, id, urls, cb, ctx);
+}
+
+int node_remove_member(struct node *n, uint64_t id, node_done_fn cb, void *ctx)
+{
+	int r = check_change(n, id, NULL, true);
+
+	return r < 0 ? r : propose_record(n, REMOVED_DIR, id, "", cb, ctx);
+}
+
+int node_update_member(struct node *n, uint64_t id, const char *urls, node_done_fn cb, void *ctx)
+{
+	int r = check_change(n, id, urls, true);
+
+	return r < 0 ? r : propose_record(n, PEERS_DIR, id, urls, cb, ctx);
+}
+
+int node_announce_name(struct node *n, const char *name, node_done_fn cb, void *ctx)
+{
+	return propose_record(n, NAMES_DIR, n->member_id, name, cb, ctx);
+}
+
+bool node_removed(const struct node *n)
+{
+	return n->removed;
+}
+
+/* Bring the peer transport and (on the leader) the Raft configuration in line with the
+ * membership records (node.h). */
+static void reconcile(struct node *n)
+{
+	const struct raft_conf *conf = raft_conf(n->raft);
+	struct node_members m = {0};
+	struct idset removed = {0};
+	bool leader = raft_role(n->raft) == RAFT_LEADER, again = false;
+	int64_t r;
+
+	if (!n->members_dirty || !n->peers)
+		return;
+	n->members_dirty = false;
+	if (members_and_removed(n, &m, &removed) < 0) {
+		n->members_dirty = true;
+		goto out;
+	}
+	for (size_t i = 0; i < m.n; i++) {
+		if (m.v[i].id == n->member_id)
+			continue;
+		r = peer_add(n->peers, m.v[i].id, m.v[i].peer_urls);
+		if (r == -EEXIST)
+			r = peer_update(n->peers, m.v[i].id, m.v[i].peer_urls);
+		if (r < 0)
+			log_warn("cannot reach member %llx at '%s': %s",
+			         (unsigned long long)m.v[i].id, m.v[i].peer_urls, flt_strerror((int)r));
+	}
+	for (size_t i = 0; i < removed.n; i++) {
+		if (removed.v[i] == n->member_id) {
+			if (!n->removed)
+				log_notice("this member (%llx) was removed from the cluster",
+				           (unsigned long long)n->member_id);
+			n->removed = true;
+		} else if (!raft_conf_has(conf, removed.v[i])) {
+			(void)peer_remove(n->peers, removed.v[i]);
+		}
+	}
+	if (!leader)
+		goto out;
+	for (size_t i = 0; i < m.n; i++) {
+		if (raft_conf_has(conf, m.v[i].id))
+			continue;
+		r = raft_propose_conf_change(n->raft, RAFT_CONF_ADD, m.v[i].id);
+		if (r > 0)
+			log_info("adding member %llx to the Raft configuration",
+			         (unsigned long long)m.v[i].id);
+		again = true; /* one change at a time: look again next tick */
+		goto out;
+	}
+	for (size_t i = 0; i < removed.n; i++) {
+		if (!raft_conf_has(conf, removed.v[i]))
+			continue;
+		again = true;
+		if (n->rm_id != removed.v[i]) {
+			n->rm_id = removed.v[i];
+			n->rm_since_ns = flt_monotime_ns();
+			break;
+		}
+		if (flt_monotime_ns() - n->rm_since_ns < n->election_ns)
+			break;
+		r = raft_propose_conf_change(n->raft, RAFT_CONF_REMOVE, removed.v[i]);
+		if (r > 0)
+			log_info("removing member %llx from the Raft configuration",
+			         (unsigned long long)removed.v[i]);
+		break;
+	}
+out:
+	if (again)
+		n->members_dirty = true;
+	node_members_release(&m);
+	free(removed.v);
+}
+
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct node *n = container_of(w, struct node, tick_w);
@@ -531,6 +954,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (n->failed)
 		return;
 	raft_tick(n->raft);
+	reconcile(n);
 	while (q) {
 		struct req *next = q->next;
 
@@ -669,9 +1093,14 @@ static int open_log(struct node *n, const struct node_config *cfg, struct raft_c
 		rc.ents[i].data = rc.ents[i].len ? rc.data.data + rc.offs[i] : NULL;
 
 	if (!sidx && !rc.n && !rec.hs.term) {
-		/* a brand-new member of a new cluster: bootstrap from --initial-cluster */
-		rcfg->voters = n->boot_conf.ids;
-		rcfg->n_voters = n->boot_conf.n;
+		/* a brand-new member of a new cluster: bootstrap from --initial-cluster; one
+		 * joining a running cluster starts with no voters and learns from the leader */
+		if (!cfg->join) {
+			rcfg->voters = n->boot_conf.ids;
+			rcfg->n_voters = n->boot_conf.n;
+		} else {
+			log_info("joining the running cluster: waiting for the leader");
+		}
 		r = raft_new(rcfg, &n->raft);
 		goto out;
 	}
@@ -771,7 +1200,19 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 	n->snapshot_count = cfg->snapshot_count ? cfg->snapshot_count : 100000;
 	n->seq = (uint64_t)flt_realtime_ns();
 	n->timeout_ns = (int64_t)DEADLINE_ELECTIONS * el * 1000000;
+	n->election_ns = (int64_t)el * 1000000;
+	n->members_dirty = true;
 	buf_init(&n->frame);
+	if (cfg->token && !(n->token = strdup(cfg->token))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < cfg->n_members; i++) {
+		r = member_push(&n->initial, cfg->members[i].id, cfg->members[i].name,
+		                cfg->members[i].peer_urls);
+		if (r < 0)
+			goto fail;
+	}
 	for (size_t i = 0; i < cfg->n_members && n->boot_conf.n < RAFT_MAX_VOTERS; i++)
 		n->boot_conf.ids[n->boot_conf.n++] = cfg->members[i].id;
 	if (!n->boot_conf.n)
@@ -815,7 +1256,7 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 	n->applied =
 	    raft_applied_index(n->raft) > n->applied ? raft_applied_index(n->raft) : n->applied;
 
-	if (raft_conf(n->raft)->n > 1) {
+	if (raft_conf(n->raft)->n > 1 || cfg->n_members > 1) {
 		r = start_peers(n, cfg);
 		if (r < 0)
 			goto fail;
@@ -867,6 +1308,8 @@ void node_free(struct node *n)
 	buf_release(&n->frame);
 	free(n->wal_dir);
 	free(n->snap_dir);
+	node_members_release(&n->initial);
+	free(n->token);
 	free(n);
 }
 

@@ -34,6 +34,10 @@ struct node_config {
 	size_t n_listen_peer_urls;
 	unsigned heartbeat_ms; /* one Raft tick; 0: 100 */
 	unsigned election_ms;  /* election timeout T (random in [T, 2T)); 0: 1000 */
+	/* --initial-cluster-state existing: with nothing on disk, start without voters and learn
+	 * the log (and the configuration) from the leader, instead of bootstrapping `members`. */
+	bool join;
+	const char *token; /* --initial-cluster-token, for ids of added members; borrowed */
 };
 
 /* Open (or create) the data dir, load the newest snapshot into `store` (borrowed, must outlive the
@@ -72,6 +76,57 @@ size_t node_cluster_size(const struct node *n);
  * SIGTERM). Returns 0 when a transfer started (poll node_is_leader), FLT_ENOTLEADER when this
  * node does not lead or has nobody to hand over to. */
 int node_transfer_leadership(struct node *n);
+
+/* ---- Runtime membership (etcd's /v2/members) ----
+ *
+ * The membership lives in the store, so it is replicated, survives snapshots and reaches a
+ * joining member with the rest of the log:
+ *   /_flotilla/peers/<hexid>    peer URLs of a member added (or updated) at run time
+ *   /_flotilla/removed/<hexid>  a removed member (ids are never reused, as in etcd)
+ *   /_flotilla/names/<hexid>    the name a member announced when it started
+ * The members are the initial cluster plus the added ones minus the removed ones. Changes are
+ * ordinary store writes (node_propose: any member may make them, followers forward). Every
+ * member reconciles on each tick: it tells its peer transport the members' URLs, and the leader
+ * turns the difference between the members and the Raft voters into conf changes, one at a
+ * time (raft_propose_conf_change), retrying after leader changes. A removed voter is taken out
+ * of the configuration one election timeout after its removal record applied on the leader, so
+ * that the member itself usually sees the record too: a member that applies its own removal
+ * reports it through node_removed (the daemon then stops). */
+struct node_member_info {
+	uint64_t id;
+	char *name;      /* owned; "" while a member added at run time has not started */
+	char *peer_urls; /* owned, comma-separated */
+};
+struct node_members {
+	struct node_member_info *v; /* owned, initial members first, then added ones by id */
+	size_t n;
+};
+/* The current members. 0 or -ENOMEM. */
+int node_members_get(struct node *n, struct node_members *ret);
+void node_members_release(struct node_members *m);
+/* Whether `urls` is a valid comma-separated list of http(s)://HOST:PORT URLs (etcd's rules,
+ * simplified: scheme http or https, a host and port, no path). */
+bool node_urls_valid(const char *urls);
+
+/* Add a member reachable at `urls` (comma-separated); its id (config_member_id of the URLs and
+ * the cluster token) goes to *ret_id before the proposal is made. Callback as node_propose
+ * (the store result of the record, or an error). Returns 0, FLT_EINVAL (bad URLs), -EEXIST (a
+ * member already has one of these URLs, or the id exists), -EIDRM (the id was removed),
+ * -ENOMEM, FLT_ESTOPPED. */
+int node_add_member(struct node *n, const char *urls, uint64_t *ret_id, node_done_fn cb,
+		    void *ctx);
+/* Remove member `id`. Returns 0, -ENOENT, -EIDRM (already removed), -ENOMEM, FLT_ESTOPPED. */
+int node_remove_member(struct node *n, uint64_t id, node_done_fn cb, void *ctx);
+/* New peer URLs for member `id`. Returns 0, -ENOENT, -EIDRM, FLT_EINVAL, -EEXIST (another member
+ * has one of the URLs), -ENOMEM, FLT_ESTOPPED. */
+int node_update_member(struct node *n, uint64_t id, const char *urls, node_done_fn cb, void *ctx);
+/* Record the name this member runs under (once it knows a leader). As node_propose. */
+int node_announce_name(struct node *n, const char *name, node_done_fn cb, void *ctx);
+/* Whether this member applied its own removal: it should stop (after handing over leadership
+ * if it leads). */
+bool node_removed(const struct node *n);
+/* Whether the store already records `name` as this member's name. */
+bool node_name_announced(struct node *n, const char *name);
 
 /* Counters for /v2/stats and /metrics. */
 struct node_stats {

@@ -16,6 +16,7 @@
 #include "node.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/err.h"
 #include "util/util.h"
 
 #define CORS_HEADERS                                                                               \
@@ -176,55 +177,221 @@ static void member_json(struct api *a, struct buf *b, uint64_t id, const char *n
 	buf_putc(b, '}');
 }
 
-/* Calls member_json for member `i` of the cluster (or this node alone if none is known). */
-static void member_at(struct api *a, struct buf *b, size_t i)
+/* etcd's error answer of the members API: {"message":...}. */
+static void members_error(struct api *a, struct web_req *req, int status, const char *msg)
 {
-	if (a->cluster && a->cluster->n) {
-		const struct config_member *m = &a->cluster->v[i];
+	struct buf b = BUF_INIT;
 
-		member_json(a, b, m->id, m->name, m->peer_urls);
+	buf_puts(&b, "{\"message\":");
+	store_json_string(&b, msg, strlen(msg));
+	buf_puts(&b, "}");
+	respond(a, req, status, "application/json", true, b.data, b.len);
+	buf_release(&b);
+}
+
+/* A pending POST/PUT/DELETE: answered when its membership record is applied. */
+struct mreq {
+	struct api *a;
+	struct web_req *req;
+	int status; /* on success */
+	uint64_t id;
+	char *urls;
+};
+
+static void change_done(void *ctx, int err, const struct store_result *res, uint64_t index)
+{
+	struct mreq *m = ctx;
+	struct buf b = BUF_INIT;
+
+	(void)index;
+	if (err < 0 || !res || res->err_code) {
+		members_error(m->a, m->req, 500, "Internal Server Error");
+	} else if (m->status == 201) {
+		member_json(m->a, &b, m->id, "", m->urls);
+		buf_putc(&b, '\n');
+		api_respond_json(m->a, m->req, 201, &b);
 	} else {
-		member_json(a, b, node_member_id(a->node), a->name, NULL);
+		respond(m->a, m->req, 204, NULL, true, "", 0);
 	}
+	buf_release(&b);
+	free(m->urls);
+	free(m);
+}
+
+/* The peerURLs of a POST/PUT body, comma-joined into `out`; false (answered) when bad. */
+static bool parse_peer_urls(struct api *a, struct web_req *req, struct buf *out)
+{
+	const char *ct = web_req_header(req, "Content-Type"), *body;
+	json_t *j, *urls;
+	size_t len;
+	bool ok = true;
+
+	if (!ct || strncmp(ct, "application/json", 16)) {
+		struct buf msg = BUF_INIT;
+
+		buf_printf(&msg, "Bad Content-Type %s, accept application/json", ct ? ct : "");
+		members_error(a, req, 415, msg.data);
+		buf_release(&msg);
+		return false;
+	}
+	body = web_req_body(req, &len);
+	j = json_loadb(body, len, 0, NULL);
+	urls = json_object_get(j, "peerURLs");
+	if (!json_is_array(urls) || !json_array_size(urls)) {
+		members_error(a, req, 400, "invalid peerURLs");
+		json_decref(j);
+		return false;
+	}
+	for (size_t i = 0; ok && i < json_array_size(urls); i++) {
+		const char *u = json_string_value(json_array_get(urls, i));
+
+		if (!u || !*u || strchr(u, ','))
+			ok = false;
+		else
+			buf_printf(out, "%s%s", i ? "," : "", u);
+	}
+	json_decref(j);
+	if (!ok || !node_urls_valid(out->data)) {
+		struct buf msg = BUF_INIT;
+
+		buf_printf(&msg, "URL scheme must be http, https, unix, or unixs: %s",
+			   out->data ? out->data : "");
+		members_error(a, req, 400, msg.data);
+		buf_release(&msg);
+		return false;
+	}
+	return true;
+}
+
+static void members_change(struct api *a, struct web_req *req, const char *rest)
+{
+	const char *m = web_req_method(req);
+	struct buf urls = BUF_INIT, msg = BUF_INIT;
+	struct mreq *q;
+	uint64_t id = 0;
+	char *end = NULL;
+	int r;
+
+	if (!strcmp(m, "POST") ? rest[0] && strcmp(rest, "/") : rest[0] != '/' || !rest[1]) {
+		not_found(req);
+		return;
+	}
+	if (strcmp(m, "POST")) {
+		id = strtoull(rest + 1, &end, 16);
+		if (*end || !id) {
+			buf_printf(&msg, "No such member: %s", rest + 1);
+			members_error(a, req, 404, msg.data);
+			buf_release(&msg);
+			return;
+		}
+	}
+	if (strcmp(m, "DELETE") && !parse_peer_urls(a, req, &urls)) {
+		buf_release(&urls);
+		return;
+	}
+	q = calloc(1, sizeof(*q));
+	if (!q || (urls.data && !(q->urls = strdup(urls.data)))) {
+		free(q);
+		buf_release(&urls);
+		members_error(a, req, 500, "Internal Server Error");
+		return;
+	}
+	q->a = a;
+	q->req = req;
+	q->status = !strcmp(m, "POST") ? 201 : 204;
+	if (!strcmp(m, "POST"))
+		r = node_add_member(a->node, urls.data, &q->id, change_done, q);
+	else if (!strcmp(m, "PUT"))
+		r = node_update_member(a->node, id, urls.data, change_done, q);
+	else
+		r = node_remove_member(a->node, id, change_done, q);
+	buf_release(&urls);
+	if (r >= 0)
+		return;
+	free(q->urls);
+	free(q);
+	/* etcd's answers (etcdserver/api/v2http/client.go) */
+	if (r == -EEXIST) {
+		members_error(a, req, 409, "etcdserver: peerURL exists");
+	} else if (r == -ENOENT) {
+		buf_printf(&msg, "No such member: %s", rest + 1);
+		members_error(a, req, 404, msg.data);
+	} else if (r == -EIDRM) {
+		buf_printf(&msg, "Member permanently removed: %s", rest + 1);
+		members_error(a, req, 410, msg.data);
+	} else if (r == FLT_EINVAL) {
+		members_error(a, req, 400, "invalid peerURLs");
+	} else {
+		members_error(a, req, 500, "Internal Server Error");
+	}
+	buf_release(&msg);
 }
 
 static void handle_members(struct api *a, struct web_req *req, const char *rest)
 {
+	const char *m = web_req_method(req);
+	struct node_members ms = {0};
 	struct buf b = BUF_INIT;
 
-	if (strcmp(web_req_method(req), "GET") && strcmp(web_req_method(req), "HEAD")) {
-		/* Membership changes arrive with the Raft cluster; a one-member node has none. */
-		api_method_not_allowed(req, "GET,HEAD");
+	if (!strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "DELETE")) {
+		members_change(a, req, rest);
 		return;
 	}
-	size_t n = a->cluster && a->cluster->n ? a->cluster->n : 1;
-
+	if (strcmp(m, "GET") && strcmp(m, "HEAD")) {
+		api_method_not_allowed(req, "GET,HEAD,POST,PUT,DELETE");
+		return;
+	}
+	if (node_members_get(a->node, &ms) < 0) {
+		members_error(a, req, 500, "Internal Server Error");
+		return;
+	}
+	if (!ms.n) {
+		/* this node alone (no --initial-cluster given) */
+		member_json(a, &b, node_member_id(a->node), a->name, NULL);
+	}
 	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
-		buf_puts(&b, "{\"members\":[");
-		for (size_t i = 0; i < n; i++) {
-			if (i)
-				buf_putc(&b, ',');
-			member_at(a, &b, i);
+		if (ms.n) {
+			buf_puts(&b, "{\"members\":[");
+			for (size_t i = 0; i < ms.n; i++) {
+				if (i)
+					buf_putc(&b, ',');
+				member_json(a, &b, ms.v[i].id, ms.v[i].name, ms.v[i].peer_urls);
+			}
+			buf_puts(&b, "]}\n");
+		} else {
+			struct buf one = b;
+
+			b = (struct buf)BUF_INIT;
+			buf_puts(&b, "{\"members\":[");
+			buf_append(&b, one.data, one.len);
+			buf_puts(&b, "]}\n");
+			buf_release(&one);
 		}
-		buf_puts(&b, "]}\n");
 	} else if (!strcmp(rest, "/leader")) {
 		size_t i = 0;
+		uint64_t leader = node_leader_id(a->node);
 
-		while (i < n && a->cluster && a->cluster->n &&
-		       a->cluster->v[i].id != node_leader_id(a->node))
+		while (i < ms.n && ms.v[i].id != leader)
 			i++;
-		if (i == n || !node_leader_id(a->node)) {
+		if (!leader || (ms.n && i == ms.n) ||
+		    (!ms.n && leader != node_member_id(a->node))) {
 			/* etcd: 503 with this text while there is no leader */
 			api_respond_plain(req, 503, NULL, 0, "text/plain; charset=utf-8",
 					  "no leader\n", 10);
+			node_members_release(&ms);
+			buf_release(&b);
 			return;
 		}
-		member_at(a, &b, i);
+		if (ms.n)
+			member_json(a, &b, ms.v[i].id, ms.v[i].name, ms.v[i].peer_urls);
 		buf_putc(&b, '\n');
 	} else {
+		node_members_release(&ms);
+		buf_release(&b);
 		not_found(req);
 		return;
 	}
+	node_members_release(&ms);
 	api_respond_json(a, req, 200, &b);
 	buf_release(&b);
 }

@@ -547,7 +547,8 @@ static enum attempt_result attempt(struct ctl_client *c, const struct ctl_endpoi
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, r->method);
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
+		hdrs = curl_slist_append(hdrs, r->json ? "Content-Type: application/json"
+		                                        : "Content-Type: application/x-www-form-urlencoded");
 		hdrs = hdrs ? curl_slist_append(hdrs, "Expect:") : NULL;
 		if (!hdrs)
 			ctl_oom();
@@ -665,7 +666,10 @@ int ctl_client_do(struct ctl_client *c, const struct ctl_req *r, struct ctl_resp
 		return -EIO;
 	}
 	encode_params(&query, r->query, r->nquery);
-	encode_params(&body, r->form, r->nform);
+	if (r->json)
+		cb_puts(&body, r->json);
+	else
+		encode_params(&body, r->form, r->nform);
 	cb_puts(&body, ""); /* make body.data non-NULL even when empty */
 	causes = calloc(c->n, sizeof(*causes));
 	if (!causes)

@@ -49,6 +49,7 @@ struct ctl_req {
 	const struct ctl_param *form; /* form body (PUT/POST), sorted by key */
 	size_t nform;
 	bool body;        /* send the (possibly empty) form body */
+	const char *json; /* instead of the form: this JSON body (members API), or NULL */
 	bool wait;        /* a long poll: no header timeout */
 	bool one_shot;    /* do not retry on another endpoint (creates) */
 	int64_t deadline; /* CLOCK_MONOTONIC ns, 0 for none */

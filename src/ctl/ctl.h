@@ -68,6 +68,8 @@ struct ctl_cmd {
 /* Command tables of each family. */
 extern const struct ctl_cmd ctl_keys_cmds[];
 extern const size_t ctl_keys_ncmds;
+extern const struct ctl_cmd ctl_member_cmds[]; /* members.c */
+extern const size_t ctl_member_ncmds;
 
 /* Connect as etcdctl's mustNewClient does: parse the endpoints, sync the member list unless
  * --no-sync (printing the --debug lines), and exit-code the failures. On failure prints the

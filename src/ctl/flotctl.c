@@ -58,6 +58,7 @@ struct cmd_family {
 
 static const struct cmd_family families[] = {
     {ctl_keys_cmds, &ctl_keys_ncmds},
+    {ctl_member_cmds, &ctl_member_ncmds},
 };
 
 void ctl_oom(void)

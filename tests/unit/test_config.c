@@ -106,7 +106,6 @@ static void test_errors(void **state)
 		{"--snapshot-count", "-5", "snapshot-count"},
 		{"--snapshot-count", "12x", "not a non-negative integer"},
 		{"--initial-cluster-state", "maybe", "initial-cluster-state"},
-		{"--initial-cluster-state", "existing", "not supported yet"},
 		{"--log-level", "loud", "log-level"},
 		{"--election-timeout", "100", "at least 5 times"},
 		{"stray", NULL, "unexpected argument 'stray'"},
