@@ -207,6 +207,15 @@ void web_respond(struct web_req *r, int status, const struct web_header *hdrs, s
 		web_conn_schedule(c);
 }
 
+/* The connection cannot go on (no memory, or a stream whose client stopped reading): close
+ * it at the next flush and tell the caller why. */
+static int give_up(struct web_conn *c, int err)
+{
+	c->fatal = true;
+	web_conn_schedule(c);
+	return err;
+}
+
 int web_stream_begin(struct web_req *r, int status, const struct web_header *hdrs, size_t n)
 {
 	struct web_conn *c = r->c;
@@ -221,9 +230,7 @@ int web_stream_begin(struct web_req *r, int status, const struct web_header *hdr
 		r->keep_alive = false;
 	r->state = RQ_STREAMING;
 	if (put_head(r, req_out(r), status, hdrs, n, -1) < 0) {
-		c->fatal = true;
-		web_conn_schedule(c);
-		return -ENOMEM;
+		return give_up(c, -ENOMEM);
 	}
 	if (c->queue.head == r)
 		web_conn_schedule(c);
@@ -247,9 +254,7 @@ int web_stream_write(struct web_req *r, const void *data, size_t len)
 		return 0;
 	if (out_pending(c) + r->resp.len > OUT_STREAM) {
 		/* The client stopped reading a stream long ago: give up on it. */
-		c->fatal = true;
-		web_conn_schedule(c);
-		return -EPIPE;
+		return give_up(c, -EPIPE);
 	}
 	o = req_out(r);
 	if (r->chunked_out) {
@@ -265,9 +270,7 @@ int web_stream_write(struct web_req *r, const void *data, size_t len)
 	if (r->chunked_out)
 		e |= buf_append(o, "\r\n", 2);
 	if (e < 0) {
-		c->fatal = true;
-		web_conn_schedule(c);
-		return -ENOMEM;
+		return give_up(c, -ENOMEM);
 	}
 	if (c->queue.head == r)
 		web_conn_schedule(c);

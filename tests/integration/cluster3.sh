@@ -4,6 +4,7 @@
 # accepts writes within 3 s (measured and printed); no acknowledged write is missing; the killed
 # member, restarted after the others moved far ahead (past a snapshot), catches up.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
 
 N=${CLUSTER_SIZE:-3}
 SNAP_COUNT=40
@@ -18,51 +19,6 @@ for i in $(seq 1 $N); do
 	CLUSTER+="${CLUSTER:+,}n$i=http://127.0.0.1:${PPORT[$i]}"
 done
 
-# start_member I: start member I in the background and wait until its client port answers (not
-# /health: that asks for a leader, which needs a quorum to be up).
-start_member() {
-	local i=$1
-	$FLT_WRAP "$FLOTILLAD" --name "n$i" --data-dir "${DIR[$i]}" \
-		--listen-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-		--advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-		--listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-		--initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-		--initial-cluster "$CLUSTER" --snapshot-count $SNAP_COUNT \
-		>>"$T_TMP/n$i.log" 2>&1 &
-	PID[$i]=$!
-	T_PIDS+=("${PID[$i]}")
-	T_NODE_PIDS+=("${PID[$i]}")
-	if ! wait_for 10 curl -sf "http://127.0.0.1:${CPORT[$i]}/version"; then
-		cat "$T_TMP/n$i.log" >&2
-		fail "member n$i did not answer on port ${CPORT[$i]} within 10 s"
-	fi
-}
-
-url() { echo "http://127.0.0.1:${CPORT[$1]}"; }
-
-is_leader() { curl -sf -m 2 "$(url "$1")/v2/stats/self" | grep -q '"state":"StateLeader"'; }
-
-# find_leader I...: echo the one member among I... that says it leads (exactly one must).
-find_leader() {
-	local i found=""
-	for i in "$@"; do
-		if is_leader "$i"; then
-			[ -z "$found" ] || return 1
-			found=$i
-		fi
-	done
-	[ -n "$found" ] && echo "$found"
-}
-
-# put I KEY VALUE: a write through member I; succeeds only when the write was acknowledged.
-put() {
-	curl -sf -m 5 -XPUT "$(url "$1")/v2/keys/$2" -d "value=$3" | grep -q '"action":"set"'
-}
-
-has_value() {
-	curl -sf -m 2 "$(url "$1")/v2/keys/$2" | grep -q "\"value\":\"$3\""
-}
-
 dump_logs() {
 	for i in $(seq 1 $N); do
 		echo "---- n$i" >&2
@@ -70,7 +26,7 @@ dump_logs() {
 	done
 }
 
-for i in $(seq 1 $N); do start_member "$i"; done
+for i in $(seq 1 $N); do start_member "$i" --initial-cluster "$CLUSTER" --snapshot-count $SNAP_COUNT; done
 wait_for 10 find_leader $(seq 1 $N) || { dump_logs; fail "no single leader within 10 s"; }
 L=$(find_leader $(seq 1 $N))
 note "leader is n$L"
@@ -154,7 +110,7 @@ for k in $(seq 31 $((31 + 3 * SNAP_COUNT))); do
 	put "${SURV[$((k % ${#SURV[@]}))]}" "k$k" "x$k" || { dump_logs; fail "write k$k failed"; }
 	ACKED+=("k$k")
 done
-start_member "$L"
+start_member "$L" --initial-cluster "$CLUSTER" --snapshot-count $SNAP_COUNT
 wait_for 15 has_value "$L" "k$k" "x$k" || { dump_logs; fail "restarted n$L did not catch up"; }
 for k in "${ACKED[@]}" after-failover; do
 	v="x${k#k}"

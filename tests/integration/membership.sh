@@ -4,6 +4,7 @@
 # written before is readable on it) and shows in member list; then member remove of the fourth:
 # it exits by itself with status 0, the list shows three again and writes still work.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_cluster.sh"
 
 command -v etcdctl >/dev/null || { note "etcdctl not installed: skipped"; exit 77; }
 export ETCDCTL_API=2
@@ -16,28 +17,7 @@ done
 CLUSTER="n1=http://127.0.0.1:${PPORT[1]},n2=http://127.0.0.1:${PPORT[2]}"
 CLUSTER+=",n3=http://127.0.0.1:${PPORT[3]}"
 
-# start_member I STATE CLUSTER
-start_member() {
-	local i=$1
-	$FLT_WRAP "$FLOTILLAD" --name "n$i" --data-dir "${DIR[$i]}" \
-		--listen-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-		--advertise-client-urls "http://127.0.0.1:${CPORT[$i]}" \
-		--listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-		--initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
-		--initial-cluster-state "$2" --initial-cluster "$3" \
-		>>"$T_TMP/n$i.log" 2>&1 &
-	PID[$i]=$!
-	T_PIDS+=("${PID[$i]}")
-	T_NODE_PIDS+=("${PID[$i]}")
-	if ! wait_for 10 curl -sf "http://127.0.0.1:${CPORT[$i]}/version"; then
-		cat "$T_TMP/n$i.log" >&2
-		fail "member n$i did not answer on port ${CPORT[$i]} within 10 s"
-	fi
-}
-
-url() { echo "http://127.0.0.1:${CPORT[$1]}"; }
 ctl() { etcdctl --endpoints "$(url 1),$(url 2),$(url 3)" "$@"; }
-has_value() { curl -sf -m 2 "$(url "$1")/v2/keys/$2" | grep -q "\"value\":\"$3\""; }
 count_members() { [ "$(ctl member list 2>/dev/null | wc -l)" = "$1" ]; }
 dump_logs() {
 	for i in 1 2 3 4; do
@@ -46,7 +26,7 @@ dump_logs() {
 	done
 }
 
-for i in 1 2 3; do start_member "$i" new "$CLUSTER"; done
+for i in 1 2 3; do start_member "$i" --initial-cluster-state new --initial-cluster "$CLUSTER"; done
 for i in 1 2 3; do
 	wait_for 10 curl -sf "$(url "$i")/health" || { dump_logs; fail "n$i is not healthy"; }
 done
@@ -68,7 +48,8 @@ ID4=$(echo "$out" | sed -n 's/^Added member named n4 with ID \([0-9a-f]*\) to cl
 ctl member list | grep -q "^$ID4\[unstarted\]: peerURLs=http://127.0.0.1:${PPORT[4]}$" ||
 	fail "the added member is not listed as unstarted: $(ctl member list)"
 
-start_member 4 existing "$CLUSTER,n4=http://127.0.0.1:${PPORT[4]}"
+start_member 4 --initial-cluster-state existing \
+	--initial-cluster "$CLUSTER,n4=http://127.0.0.1:${PPORT[4]}"
 wait_for 15 has_value 4 before hello || { dump_logs; fail "n4 did not catch up"; }
 wait_for 10 count_members 4 || { dump_logs; fail "member list does not show 4 members"; }
 wait_for 10 eval 'ctl member list | grep -q "^$ID4: name=n4 "' ||

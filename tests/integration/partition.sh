@@ -8,6 +8,9 @@
 # range in the host namespace while the test runs (with the PID as metric so parallel runs each
 # own theirs), everything removed by the exit trap. Needs CAP_NET_ADMIN: without it the test FAILS.
 . "$(dirname "$0")/lib.sh"
+# find_leader; start_member, is_leader, put and has_value are redefined below for members
+# that live in network namespaces.
+. "$(dirname "$0")/lib_cluster.sh"
 
 N=3
 P=fltp$$
@@ -113,18 +116,6 @@ start_member() {
 }
 
 is_leader() { c "$1" -f -m 2 /v2/stats/self | grep -q '"state":"StateLeader"'; }
-
-# find_leader I...: echo the one member among I... that says it leads (exactly one must).
-find_leader() {
-	local i found=""
-	for i in "$@"; do
-		if is_leader "$i"; then
-			[ -z "$found" ] || return 1
-			found=$i
-		fi
-	done
-	[ -n "$found" ] && echo "$found"
-}
 
 put() { c "$1" -f -m 5 -XPUT -d "value=$3" "/v2/keys/$2" | grep -q '"action":"set"'; }
 has_value() { c "$1" -f -m 2 "/v2/keys/$2" | grep -q "\"value\":\"$3\""; }
