@@ -489,8 +489,11 @@ scenario() {
 	step --debug --no-sync watch --after-index "$i" /t/x/k
 }
 
+# waitIndex is masked too: a TTL key expiring a step earlier in one run than in the other (a
+# slow run, under ASan) moves the index the last watch starts from.
 normalize() {
 	sed -e 's/"expiration":"[^"]*"/"expiration":"<time>"/g' \
+		-e 's/waitIndex=[0-9][0-9]*/waitIndex=<n>/g' \
 		-e 's/"ttl":[0-9][0-9]*/"ttl":<ttl>/g' \
 		-e 's/^TTL: [1-9][0-9]*$/TTL: <ttl>/' "$1"
 }
