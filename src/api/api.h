@@ -54,6 +54,10 @@ void api_handle(void *ud, struct web_req *req);
 /* /v2/keys[/...]: `key` is the still-encoded path after "/v2/keys" ("" or "/..."). keys.c. */
 void api_keys_handle(struct api *a, struct web_req *req, const char *key);
 
+/* The fleet v1 API (/fleet/v1 and its old name /v1-alpha): `rest` is the still-encoded path
+ * after the prefix ("" or "/units/..."). fleet.c. */
+void api_fleet_handle(struct api *a, struct web_req *req, const char *rest);
+
 /* The headers every etcd v2 answer carries (CORS, Content-Type: application/json,
  * X-Etcd-Cluster-Id), plus X-Etcd-Index always and X-Raft-Index/X-Raft-Term when `raft` is true,
  * appended to `h` (room for API_MAX_HEADERS). Values live in `scratch`, which must stay alive

@@ -532,6 +532,14 @@ void api_handle(void *ud, struct web_req *req)
 		respond(a, req, 200, "text/plain; charset=utf-8", false, "", 0);
 		return;
 	}
+	if (!strncmp(path, "/fleet/v1/", 10) || !strcmp(path, "/fleet/v1")) {
+		api_fleet_handle(a, req, path + 9);
+		return;
+	}
+	if (!strncmp(path, "/v1-alpha/", 10) || !strcmp(path, "/v1-alpha")) {
+		api_fleet_handle(a, req, path + 9);
+		return;
+	}
 	if (!strncmp(path, "/v2/members", 11) && (path[11] == '\0' || path[11] == '/')) {
 		handle_members(a, req, path + 11);
 		return;
