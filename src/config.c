@@ -61,6 +61,37 @@ static const struct opt opts[] = {
 	O("config", OPT_STR, config_file, NULL,
 	  "config file (default " FLT_SYSCONFDIR "/flotilla/flotilla.conf if it exists)"),
 	O("enable-v2", OPT_BOOL, enable_v2, "true", "accepted for etcd compatibility: v2 is always on"),
+	O("discovery", OPT_STR, discovery, NULL,
+	  "discovery URL (etcd's v2 discovery protocol) used to bootstrap the cluster"),
+	O("discovery-fallback", OPT_STR, discovery_fallback, "proxy",
+	  "when the discovered cluster is full: 'proxy' or 'exit'"),
+	O("proxy", OPT_STR, proxy, "off", "'off', 'on' (forward every call to the members) or 'readonly'"),
+	O("proxy-refresh-interval", OPT_U64, proxy_refresh_interval, "30000",
+	  "ms between refreshes of the members' client URLs (proxy)"),
+	O("proxy-failure-wait", OPT_U64, proxy_failure_wait, "5000",
+	  "ms a member that failed is not tried again (proxy)"),
+	O("machine-id", OPT_STR, machine_id, NULL,
+	  "this machine's id (default: /etc/machine-id when one daemon runs per host, else one kept "
+	  "in the data dir)"),
+	O("public-ip", OPT_STR, public_ip, NULL,
+	  "address other machines and users reach this machine at (default: the default route's)"),
+	O("metadata", OPT_STR, metadata, "", "machine metadata, e.g. region=us-east,disk=ssd"),
+	O("agent", OPT_BOOL, agent, "true", "run units scheduled to this machine"),
+	O("agent-ttl", OPT_U64, agent_ttl, "3000",
+	  "ms without a heartbeat after which a machine is dead and its units move"),
+	O("fence", OPT_BOOL, fence, "true",
+	  "stop this machine's units when it loses the cluster for longer than the agent TTL"),
+	O("scheduler-policy", OPT_STR, scheduler_policy, NULL,
+	  "Lua file choosing among feasible machines (reloaded on SIGHUP; default: built-in)"),
+	O("driver-dir", OPT_STR, driver_dir, FLT_LIBDIR "/flotilla/drivers",
+	  "directory of runtime drivers (*.so)"),
+	O("default-runtime", OPT_STR, default_runtime, "exec", "runtime of units that name none"),
+	O("docker-host", OPT_STR, docker_host, "unix:///var/run/docker.sock",
+	  "Docker Engine API endpoint"),
+	O("rkt-path", OPT_STR, rkt_path, "/usr/bin/rkt", "the rkt command"),
+	O("systemd-bus", OPT_STR, systemd_bus, "system", "'system' or 'user' bus of the systemd driver"),
+	O("memory", OPT_U64, memory, "0", "bytes of memory units may use here (0: all of it)"),
+	O("cpus", OPT_U64, cpus, "0", "milli-CPUs units may use here (0: all of them)"),
 };
 #undef O
 
@@ -364,7 +395,7 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 			return -ENOMEM;
 		c->data_dir = buf_steal(&b);
 	}
-	if (!c->initial_cluster) {
+	if (!c->initial_cluster && !c->discovery) {
 		struct buf b = BUF_INIT;
 
 		if (buf_printf(&b, "%s=%s", c->name,

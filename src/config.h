@@ -32,6 +32,26 @@ struct config {
 	char *log_level;
 	char *config_file;
 	bool enable_v2; /* accepted for etcd compatibility; the v2 API is always on */
+	char *discovery;
+	char *discovery_fallback;
+	char *proxy;
+	uint64_t proxy_refresh_interval; /* ms */
+	uint64_t proxy_failure_wait;     /* ms */
+	/* the machine and its agent */
+	char *machine_id;
+	char *public_ip;
+	char *metadata;
+	bool agent;
+	uint64_t agent_ttl; /* ms */
+	bool fence;
+	char *scheduler_policy;
+	char *driver_dir;
+	char *default_runtime;
+	char *docker_host;
+	char *rkt_path;
+	char *systemd_bus;
+	uint64_t memory; /* bytes, 0: all */
+	uint64_t cpus;   /* milli-CPUs, 0: all */
 };
 
 enum config_result { CONFIG_OK = 0, CONFIG_EXIT_OK = 1 /* --help/--version printed */ };

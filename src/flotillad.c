@@ -12,8 +12,11 @@
 
 #include "api/api.h"
 #include "config.h"
+#include "discovery.h"
+#include "http/client.h"
 #include "http/web.h"
 #include "node.h"
+#include "proxy.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -34,6 +37,8 @@ struct daemon {
 	struct node *node;
 	struct web_server *web;
 	struct api api;
+	struct hcli *http;   /* the loop's HTTP client (proxy, agent) */
+	struct proxy *proxy; /* --proxy on: this node holds no replica */
 	ev_signal sigterm_w, sigint_w;
 	ev_timer ttl_w;
 	ev_timer handoff_w; /* SIGTERM on a leader: wait for the transfer to finish */
@@ -209,6 +214,127 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* etcd answers GET /members on its peer port; proxies learn the client URLs from it. */
+static int peer_http_get(void *ud, const char *path, struct buf *body)
+{
+	struct daemon *d = ud;
+
+	if (strcmp(path, "/members") && strcmp(path, "/members/"))
+		return 404;
+	return api_members_json(&d->api, body) < 0 ? 500 : 200;
+}
+
+/* --discovery: the cluster's members come from the discovery service (or from the data dir,
+ * where the first successful discovery left them), and the URL is the cluster token, as in
+ * etcd. A node that finds the cluster full becomes a proxy. */
+static int run_discovery(struct daemon *d)
+{
+	struct discovery_result res;
+	struct buf peers = BUF_INIT;
+	char err[512] = "";
+	int r;
+
+	if (d->cfg.initial_cluster && strcmp(d->cfg.initial_cluster, "")) {
+		/* etcd refuses both too */
+		log_error("--discovery and --initial-cluster cannot both be given");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < d->cfg.initial_advertise_peer_urls.n; i++)
+		buf_printf(&peers, "%s%s", i ? "," : "", d->cfg.initial_advertise_peer_urls.v[i]);
+	if (!peers.data) {
+		log_error("--discovery needs --initial-advertise-peer-urls");
+		return -EINVAL;
+	}
+	free(d->cfg.initial_cluster_token);
+	d->cfg.initial_cluster_token = strdup(d->cfg.discovery);
+	r = d->cfg.initial_cluster_token ? 0 : -ENOMEM;
+	if (r == 0)
+		r = discovery_run(d->cfg.discovery, d->cfg.name, peers.data,
+				  config_member_id(peers.data, d->cfg.discovery),
+				  strcmp(d->cfg.discovery_fallback, "exit") != 0, d->cfg.data_dir, &res,
+				  err, sizeof(err));
+	buf_release(&peers);
+	if (r < 0) {
+		log_error("%s", err[0] ? err : flt_strerror(r));
+		return r;
+	}
+	free(d->cfg.initial_cluster);
+	d->cfg.initial_cluster = res.initial_cluster;
+	free(d->cfg.initial_cluster_token);
+	d->cfg.initial_cluster_token = res.token; /* the URL of the first discovery */
+	if (res.proxy && !strcmp(d->cfg.proxy, "off")) {
+		free(d->cfg.proxy);
+		d->cfg.proxy = strdup("on");
+		if (!d->cfg.proxy)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --proxy on|readonly: no store, no log; the client listeners relay to the members. */
+static int start_proxy(struct daemon *d)
+{
+	struct proxy_config pc = {0};
+	struct strlist urls = {0};
+	char err[512] = "";
+	int r;
+
+	if (!d->cfg.initial_cluster || !strcmp(d->cfg.initial_cluster, "")) {
+		log_error("a proxy needs --initial-cluster or --discovery to find the members");
+		return -EINVAL;
+	}
+	r = config_parse_cluster(d->cfg.initial_cluster, d->cfg.initial_cluster_token, &d->cluster,
+				 err, sizeof(err));
+	if (r < 0) {
+		log_error("%s", err[0] ? err : flt_strerror(r));
+		return r;
+	}
+	for (size_t i = 0; r >= 0 && i < d->cluster.n; i++) {
+		struct strlist one = {0};
+
+		r = strlist_split(&one, d->cluster.v[i].peer_urls);
+		for (size_t k = 0; r >= 0 && k < one.n; k++) {
+			char **nv = realloc(urls.v, (urls.n + 1) * sizeof(*nv));
+
+			if (!nv) {
+				r = -ENOMEM;
+				break;
+			}
+			urls.v = nv;
+			urls.v[urls.n++] = one.v[k];
+			one.v[k] = NULL;
+		}
+		strlist_release(&one);
+	}
+	pc.peer_urls = (const char *const *)urls.v;
+	pc.n_peer_urls = urls.n;
+	pc.refresh_ms = (unsigned)d->cfg.proxy_refresh_interval;
+	pc.failure_wait_ms = (unsigned)d->cfg.proxy_failure_wait;
+	pc.readonly = !strcmp(d->cfg.proxy, "readonly");
+	if (r >= 0)
+		r = proxy_new(d->loop, d->http, &pc, &d->proxy);
+	strlist_release(&urls);
+	if (r >= 0)
+		r = web_server_new(d->loop, NULL, proxy_handle, d->proxy, &d->web);
+	for (size_t i = 0; r >= 0 && i < d->cfg.listen_client_urls.n; i++) {
+		r = web_listen(d->web, d->cfg.listen_client_urls.v[i]);
+		if (r < 0)
+			log_error("cannot listen on '%s': %s", d->cfg.listen_client_urls.v[i],
+				  flt_strerror(r));
+		else
+			log_info("proxying client requests on '%s'", d->cfg.listen_client_urls.v[i]);
+	}
+	if (r < 0)
+		return r;
+	ev_signal_init(&d->sigterm_w, on_signal, SIGTERM);
+	ev_signal_init(&d->sigint_w, on_signal, SIGINT);
+	d->sigterm_w.data = d;
+	d->sigint_w.data = d;
+	ev_signal_start(d->loop, &d->sigterm_w);
+	ev_signal_start(d->loop, &d->sigint_w);
+	return 0;
+}
+
 static int daemon_start(struct daemon *d)
 {
 	struct node_config ncfg = {0};
@@ -217,6 +343,24 @@ static int daemon_start(struct daemon *d)
 	uint64_t member_id = 0, cluster_id;
 	char err[512] = "";
 	int r;
+
+	r = hcli_new(d->loop, &d->http);
+	if (r < 0) {
+		log_error("cannot create the HTTP client: %s", flt_strerror(r));
+		return r;
+	}
+	if (strcmp(d->cfg.proxy, "off") && strcmp(d->cfg.proxy, "on") &&
+	    strcmp(d->cfg.proxy, "readonly")) {
+		log_error("invalid --proxy '%s': 'off', 'on' or 'readonly'", d->cfg.proxy);
+		return -EINVAL;
+	}
+	if (d->cfg.discovery) {
+		r = run_discovery(d);
+		if (r < 0)
+			return r;
+	}
+	if (strcmp(d->cfg.proxy, "off"))
+		return start_proxy(d);
 
 	/* Ids come from --initial-cluster alone, so every member computes the same ones. */
 	r = config_parse_cluster(d->cfg.initial_cluster, d->cfg.initial_cluster_token, &d->cluster,
@@ -279,6 +423,8 @@ static int daemon_start(struct daemon *d)
 	ncfg.election_ms = (unsigned)d->cfg.election_timeout;
 	ncfg.join = !strcmp(d->cfg.initial_cluster_state, "existing");
 	ncfg.token = d->cfg.initial_cluster_token;
+	ncfg.peer_http_get = peer_http_get;
+	ncfg.peer_http_ud = d;
 	r = node_new(d->loop, &ncfg, d->store, &d->node);
 	free(members);
 	if (r < 0)
@@ -334,6 +480,8 @@ static void daemon_stop(struct daemon *d)
 	/* Connections first (their pending requests answer nothing more), then the log, which
 	 * syncs what it holds, then the store. */
 	web_server_free(d->web);
+	proxy_free(d->proxy);
+	hcli_free(d->http);
 	node_free(d->node);
 	store_free(d->store);
 	if (d->loop) {

@@ -71,6 +71,8 @@ struct req {
 };
 
 struct node {
+	int (*peer_http_get)(void *ud, const char *path, struct buf *body);
+	void *peer_http_ud;
 	struct ev_loop *loop;
 	struct store *store;
 	struct raft *raft;
@@ -990,6 +992,13 @@ static void on_frame(void *ud, uint64_t from, enum peer_lane lane, const void *d
 	raft_decoded_release(&d);
 }
 
+static int on_http_get(void *ud, const char *path, struct buf *body)
+{
+	struct node *n = ud;
+
+	return n->peer_http_get(n->peer_http_ud, path, body);
+}
+
 static void on_peer_state(void *ud, uint64_t member, enum peer_lane lane, bool connected)
 {
 	(void)ud;
@@ -1152,10 +1161,14 @@ out:
 
 static int start_peers(struct node *n, const struct node_config *cfg)
 {
-	struct peer_callbacks cb = {.on_frame = on_frame, .on_peer_state = on_peer_state};
+	struct peer_callbacks cb = {.on_frame = on_frame,
+				    .on_peer_state = on_peer_state,
+				    .on_http_get = cfg->peer_http_get ? on_http_get : NULL};
 	struct peer_config pc;
 	int r;
 
+	n->peer_http_get = cfg->peer_http_get;
+	n->peer_http_ud = cfg->peer_http_ud;
 	peer_config_default(&pc);
 	pc.member_id = n->member_id;
 	pc.cluster_id = n->cluster_id;

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 struct ev_loop;
 struct node;
 struct store;
@@ -38,6 +40,9 @@ struct node_config {
 	 * the log (and the configuration) from the leader, instead of bootstrapping `members`. */
 	bool join;
 	const char *token; /* --initial-cluster-token, for ids of added members; borrowed */
+	/* Answers HTTP GETs on the peer port (etcd's /members); optional. */
+	int (*peer_http_get)(void *ud, const char *path, struct buf *body);
+	void *peer_http_ud;
 };
 
 /* Open (or create) the data dir, load the newest snapshot into `store` (borrowed, must outlive the

@@ -54,6 +54,10 @@ void api_handle(void *ud, struct web_req *req);
 /* /v2/keys[/...]: `key` is the still-encoded path after "/v2/keys" ("" or "/..."). keys.c. */
 void api_keys_handle(struct api *a, struct web_req *req, const char *key);
 
+/* {"members":[...]}\n, etcd's member list (GET /v2/members, and /members on the peer port).
+ * 0 or -ENOMEM. */
+int api_members_json(struct api *a, struct buf *b);
+
 /* The fleet v1 API (/fleet/v1 and its old name /v1-alpha): `rest` is the still-encoded path
  * after the prefix ("" or "/units/..."). fleet.c. */
 void api_fleet_handle(struct api *a, struct web_req *req, const char *rest);

@@ -327,6 +327,26 @@ static void members_change(struct api *a, struct web_req *req, const char *rest)
 	buf_release(&msg);
 }
 
+/* {"members":[...]}\n as etcd lists them, on the client API and on the peer port. */
+int api_members_json(struct api *a, struct buf *b)
+{
+	struct node_members ms = {0};
+	int r = node_members_get(a->node, &ms);
+
+	if (r < 0)
+		return r;
+	buf_puts(b, "{\"members\":[");
+	if (!ms.n) /* this node alone (no --initial-cluster given) */
+		member_json(a, b, node_member_id(a->node), a->name, NULL);
+	for (size_t i = 0; i < ms.n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		member_json(a, b, ms.v[i].id, ms.v[i].name, ms.v[i].peer_urls);
+	}
+	node_members_release(&ms);
+	return buf_puts(b, "]}\n");
+}
+
 static void handle_members(struct api *a, struct web_req *req, const char *rest)
 {
 	const char *m = web_req_method(req);
@@ -341,33 +361,21 @@ static void handle_members(struct api *a, struct web_req *req, const char *rest)
 		api_method_not_allowed(req, "GET,HEAD,POST,PUT,DELETE");
 		return;
 	}
+	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
+		if (api_members_json(a, &b) < 0) {
+			buf_release(&b);
+			members_error(a, req, 500, "Internal Server Error");
+			return;
+		}
+		api_respond_json(a, req, 200, &b);
+		buf_release(&b);
+		return;
+	}
 	if (node_members_get(a->node, &ms) < 0) {
 		members_error(a, req, 500, "Internal Server Error");
 		return;
 	}
-	if (!ms.n) {
-		/* this node alone (no --initial-cluster given) */
-		member_json(a, &b, node_member_id(a->node), a->name, NULL);
-	}
-	if (!strcmp(rest, "") || !strcmp(rest, "/")) {
-		if (ms.n) {
-			buf_puts(&b, "{\"members\":[");
-			for (size_t i = 0; i < ms.n; i++) {
-				if (i)
-					buf_putc(&b, ',');
-				member_json(a, &b, ms.v[i].id, ms.v[i].name, ms.v[i].peer_urls);
-			}
-			buf_puts(&b, "]}\n");
-		} else {
-			struct buf one = b;
-
-			b = (struct buf)BUF_INIT;
-			buf_puts(&b, "{\"members\":[");
-			buf_append(&b, one.data, one.len);
-			buf_puts(&b, "]}\n");
-			buf_release(&one);
-		}
-	} else if (!strcmp(rest, "/leader")) {
+	if (!strcmp(rest, "/leader")) {
 		size_t i = 0;
 		uint64_t leader = node_leader_id(a->node);
 
@@ -384,6 +392,8 @@ static void handle_members(struct api *a, struct web_req *req, const char *rest)
 		}
 		if (ms.n)
 			member_json(a, &b, ms.v[i].id, ms.v[i].name, ms.v[i].peer_urls);
+		else
+			member_json(a, &b, leader, a->name, NULL);
 		buf_putc(&b, '\n');
 	} else {
 		node_members_release(&ms);

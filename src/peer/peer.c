@@ -812,11 +812,56 @@ static int in_deliver(struct inconn *in, const void *data, size_t len)
 	return 0;
 }
 
+/* An HTTP GET on the peer port (a proxy asking for /members): answer it and close. Returns 0
+ * to wait for the rest of the request head, -1 once the connection is freed. */
+static int in_http(struct inconn *in)
+{
+	struct peer_transport *t = in->t;
+	const char *p = (const char *)in->rbuf + in->rpos, *end, *path, *sp;
+	size_t avail = in->rlen - in->rpos;
+	struct buf body = BUF_INIT, out = BUF_INIT;
+	char *path_s;
+	int status = 404;
+
+	end = memmem(p, avail, "\r\n\r\n", 4);
+	if (!end) {
+		if (in->rlen < RBUF_SIZE)
+			return 0;
+		in_free(in);
+		return -1;
+	}
+	path = p + 4;
+	sp = memchr(path, ' ', (size_t)(end - path));
+	path_s = sp ? strndup(path, (size_t)(sp - path)) : NULL;
+	if (path_s && t->cb.on_http_get)
+		status = t->cb.on_http_get(t->ud, path_s, &body);
+	free(path_s);
+	if (status != 200) {
+		buf_clear(&body);
+		buf_puts(&body, "404 page not found\n");
+	}
+	buf_printf(&out,
+		   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		   "Connection: close\r\n\r\n",
+		   status, status == 200 ? "OK" : "Not Found",
+		   status == 200 ? "application/json" : "text/plain; charset=utf-8", body.len);
+	buf_append(&out, body.data ? body.data : "", body.len);
+	/* A small answer into a fresh socket's empty buffer, like the handshake reply. */
+	if (out.data)
+		(void)stream_write(&in->st, out.data, out.len);
+	buf_release(&body);
+	buf_release(&out);
+	in_free(in);
+	return -1;
+}
+
 /* Deliver the complete frames in the read-ahead. Returns 0, or -1 once the connection is freed. */
 static int in_parse(struct inconn *in)
 {
 	struct peer_transport *t = in->t;
 
+	if (!in->hs_done && in->rlen - in->rpos >= 4 && !memcmp(in->rbuf + in->rpos, "GET ", 4))
+		return in_http(in);
 	while (!in->big) {
 		size_t avail = in->rlen - in->rpos;
 		const unsigned char *p = in->rbuf + in->rpos;

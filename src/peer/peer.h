@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/buf.h"
+
 struct ev_loop;
 struct peer_transport;
 
@@ -94,6 +96,10 @@ struct peer_callbacks {
 	/* Optional: the lane's queue to `member` drained below half its bound after peer_send had
 	 * refused a frame with -ENOBUFS: send the next snapshot chunk now. */
 	void (*on_drain)(void *ud, uint64_t member, enum peer_lane lane);
+	/* Optional: an HTTP GET arrived on the peer port instead of a handshake (etcd serves
+	 * /members there, which proxies and tools read). Fill `body` (JSON) and return the status
+	 * (200, 404); the answer is written and the connection closed. */
+	int (*on_http_get)(void *ud, const char *path, struct buf *body);
 };
 
 struct peer_lane_stats {

@@ -103,7 +103,8 @@ static void on_drain(void *ud, uint64_t member, enum peer_lane lane)
 		n->on_drain(n, member, lane);
 }
 
-static const struct peer_callbacks cbs = {on_frame, on_state, on_drain};
+static const struct peer_callbacks cbs = {
+    .on_frame = on_frame, .on_peer_state = on_state, .on_drain = on_drain};
 
 static void node_start_cfg(struct node *n, const struct peer_config *cfg, int port)
 {
