@@ -11,6 +11,9 @@ packages=(
 	# tests: unit test framework, real etcd and its clients to compare with, load and tools
 	libcmocka-dev etcd-server etcd-client python3-etcd python3 curl wrk iproute2 procps
 	valgrind
+	# runtime drivers' tests: a real dockerd with a local busybox image (no registry), a
+	# private systemd --user manager on its own session bus, bc for measured times
+	docker.io busybox-static systemd dbus bc
 )
 
 missing=()

@@ -90,6 +90,10 @@ static const struct opt opts[] = {
 	  "Docker Engine API endpoint"),
 	O("rkt-path", OPT_STR, rkt_path, "/usr/bin/rkt", "the rkt command"),
 	O("systemd-bus", OPT_STR, systemd_bus, "system", "'system' or 'user' bus of the systemd driver"),
+	O("driver-opt", OPT_LIST, driver_opt, NULL,
+	  "driver settings key=value,... (e.g. exec-shim=/path/flotilla-exec-shim)"),
+	O("list-drivers", OPT_BOOL, list_drivers, "false",
+	  "print the runtime drivers found in --driver-dir (and why any was refused), then exit"),
 	O("memory", OPT_U64, memory, "0", "bytes of memory units may use here (0: all of it)"),
 	O("cpus", OPT_U64, cpus, "0", "milli-CPUs units may use here (0: all of them)"),
 };

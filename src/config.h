@@ -50,6 +50,8 @@ struct config {
 	char *docker_host;
 	char *rkt_path;
 	char *systemd_bus;
+	struct strlist driver_opt; /* key=value */
+	bool list_drivers;
 	uint64_t memory; /* bytes, 0: all */
 	uint64_t cpus;   /* milli-CPUs, 0: all */
 };

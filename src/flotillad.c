@@ -10,7 +10,15 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
+#include <flotilla/driver.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/runner.h"
 #include "api/api.h"
+#include "driver/host.h"
+#include "engine/engine.h"
+#include "engine/model.h"
 #include "config.h"
 #include "discovery.h"
 #include "http/client.h"
@@ -39,6 +47,11 @@ struct daemon {
 	struct api api;
 	struct hcli *http;   /* the loop's HTTP client (proxy, agent) */
 	struct proxy *proxy; /* --proxy on: this node holds no replica */
+	struct runner *runner;
+	struct agent *agent;
+	struct engine *engine; /* members only: acts while this member leads */
+	char *machine_id, *public_ip;
+	ev_signal sighup_w;
 	ev_signal sigterm_w, sigint_w;
 	ev_timer ttl_w;
 	ev_timer handoff_w; /* SIGTERM on a leader: wait for the transfer to finish */
@@ -214,6 +227,134 @@ static void raise_fd_limit(void)
 	}
 }
 
+static const char *own_url(void *ud)
+{
+	struct daemon *d = ud;
+
+	return d->cfg.advertise_client_urls.n ? d->cfg.advertise_client_urls.v[0]
+					      : "http://127.0.0.1:2379";
+}
+
+/* A proxy answers journal/status requests for its own machine itself. */
+static bool proxy_local(void *ud, struct web_req *req)
+{
+	struct daemon *d = ud;
+	const char *path = web_req_path(req), *q = web_req_query(req), *m;
+
+	if (!d->agent || (strncmp(path, MODEL_JOURNAL_PATH, strlen(MODEL_JOURNAL_PATH)) &&
+			  strncmp(path, MODEL_STATUS_PATH, strlen(MODEL_STATUS_PATH))))
+		return false;
+	m = strstr(q, "machine=");
+	if (!m || (m != q && m[-1] != '&') ||
+	    strncmp(m + 8, d->machine_id, strlen(d->machine_id)) ||
+	    (m[8 + strlen(d->machine_id)] && m[8 + strlen(d->machine_id)] != '&'))
+		return false;
+	agent_handle_local(d->agent, req, path);
+	return true;
+}
+
+static void on_runner_state(void *ud, const char *unit, const struct runner_state *st)
+{
+	struct daemon *d = ud;
+
+	if (d->agent)
+		agent_runner_state(d->agent, unit, st);
+}
+
+/* The machine side: the runner (drivers, units, journals) and the agent that ties it to the
+ * cluster. */
+static int start_agent(struct daemon *d)
+{
+	/* the drivers' settings: the dedicated flags, then --driver-opt key=value pairs */
+	const char *keys[4 + 32] = {"docker-host", "rkt-path", "systemd-bus", "machine-id"};
+	const char *vals[4 + 32] = {d->cfg.docker_host, d->cfg.rkt_path, d->cfg.systemd_bus, NULL};
+	char *opt_copy[32] = {0};
+	struct flt_drv_config dc = {keys, vals, 4};
+	struct runner_config rc = {0};
+	struct agent_config ac = {0};
+	struct runner_cb cb = {0};
+	struct buf state_dir = BUF_INIT;
+	char host[256] = "localhost", err[512] = "";
+	int r;
+
+	if (!d->cfg.agent)
+		return 0;
+	d->machine_id = agent_machine_id_load(d->cfg.machine_id, d->cfg.data_dir, err, sizeof(err));
+	if (!d->machine_id) {
+		log_error("%s", err[0] ? err : "out of memory");
+		return -EINVAL;
+	}
+	vals[3] = d->machine_id; /* drivers label what they start with it (docker) */
+	for (size_t i = 0; i < d->cfg.driver_opt.n; i++) {
+		char *eq;
+
+		if (i == ARRAY_SIZE(opt_copy) || !(opt_copy[i] = strdup(d->cfg.driver_opt.v[i])) ||
+		    !(eq = strchr(opt_copy[i], '='))) {
+			log_error("invalid --driver-opt '%s': key=value (at most %zu)",
+				  d->cfg.driver_opt.v[i], ARRAY_SIZE(opt_copy));
+			for (size_t k = 0; k <= i && k < ARRAY_SIZE(opt_copy); k++)
+				free(opt_copy[k]);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		keys[dc.n] = opt_copy[i];
+		vals[dc.n++] = eq + 1;
+	}
+	d->public_ip = d->cfg.public_ip ? strdup(d->cfg.public_ip) : agent_default_ip();
+	gethostname(host, sizeof(host) - 1);
+	buf_printf(&state_dir, "%s/agent", d->cfg.data_dir);
+	rc.state_dir = state_dir.data;
+	rc.driver_dir = d->cfg.driver_dir;
+	rc.default_runtime = d->cfg.default_runtime;
+	rc.machine_id = d->machine_id;
+	rc.hostname = host;
+	rc.drv_cfg = &dc;
+	/* The runner reports to the agent, which does not exist yet while the runner adopts what
+	 * ran before: the agent asks for those states after its first sync. */
+	cb.state = on_runner_state;
+	cb.ud = d;
+	r = runner_new(d->loop, &rc, &cb, &d->runner);
+	buf_release(&state_dir);
+	for (size_t i = 0; i < ARRAY_SIZE(opt_copy); i++)
+		free(opt_copy[i]); /* drivers copy what they keep */
+	if (r < 0) {
+		log_error("cannot start the runner: %s", flt_strerror(r));
+		return r;
+	}
+	ac.machine_id = d->machine_id;
+	ac.public_ip = d->public_ip;
+	ac.metadata = d->cfg.metadata;
+	ac.endpoint = own_url(d);
+	ac.ttl_ms = (unsigned)d->cfg.agent_ttl;
+	ac.fence = d->cfg.fence;
+	ac.memory = d->cfg.memory;
+	ac.cpus = d->cfg.cpus;
+	ac.hostname = host;
+	/* A proxy's agent goes through the proxy itself, which fails over between members. */
+	ac.api_url = own_url;
+	ac.api_url_ud = d;
+	r = agent_new(d->loop, d->http, d->runner, &ac, &d->agent);
+	if (r < 0) {
+		log_error("cannot start the agent: %s", flt_strerror(r));
+		return r;
+	}
+	log_info("agent: machine '%s' at %s, metadata '%s'", d->machine_id, d->public_ip,
+		 d->cfg.metadata);
+	d->api.agent = d->agent;
+	return 0;
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	log_notice("received SIGHUP: reloading the scheduler policy");
+	if (d->engine)
+		engine_reload_policy(d->engine);
+}
+
 /* etcd answers GET /members on its peer port; proxies learn the client URLs from it. */
 static int peer_http_get(void *ud, const char *path, struct buf *body)
 {
@@ -311,6 +452,8 @@ static int start_proxy(struct daemon *d)
 	pc.refresh_ms = (unsigned)d->cfg.proxy_refresh_interval;
 	pc.failure_wait_ms = (unsigned)d->cfg.proxy_failure_wait;
 	pc.readonly = !strcmp(d->cfg.proxy, "readonly");
+	pc.local = proxy_local;
+	pc.local_ud = d;
 	if (r >= 0)
 		r = proxy_new(d->loop, d->http, &pc, &d->proxy);
 	strlist_release(&urls);
@@ -324,6 +467,8 @@ static int start_proxy(struct daemon *d)
 		else
 			log_info("proxying client requests on '%s'", d->cfg.listen_client_urls.v[i]);
 	}
+	if (r >= 0)
+		r = start_agent(d);
 	if (r < 0)
 		return r;
 	ev_signal_init(&d->sigterm_w, on_signal, SIGTERM);
@@ -454,6 +599,22 @@ static int daemon_start(struct daemon *d)
 	}
 	d->api.servers = &d->web;
 	d->api.nservers = 1;
+	d->api.http = d->http;
+	{
+		struct engine_config ec = {.machine_ttl_ms = (unsigned)d->cfg.agent_ttl,
+					   .policy_path = d->cfg.scheduler_policy,
+					   .default_runtime = d->cfg.default_runtime};
+
+		r = engine_new(d->loop, d->store, d->node, &ec, &d->engine);
+		if (r < 0) {
+			log_error("cannot start the engine: %s", flt_strerror(r));
+			return r;
+		}
+		d->api.engine = d->engine;
+	}
+	r = start_agent(d);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < d->cfg.listen_client_urls.n; i++) {
 		r = web_listen(d->web, d->cfg.listen_client_urls.v[i]);
 		if (r < 0) {
@@ -470,6 +631,9 @@ static int daemon_start(struct daemon *d)
 	d->sigint_w.data = d;
 	ev_signal_start(d->loop, &d->sigterm_w);
 	ev_signal_start(d->loop, &d->sigint_w);
+	ev_signal_init(&d->sighup_w, on_sighup, SIGHUP);
+	d->sighup_w.data = d;
+	ev_signal_start(d->loop, &d->sighup_w);
 	ev_timer_init(&d->ttl_w, on_ttl_tick, TTL_CHECK_INTERVAL, TTL_CHECK_INTERVAL);
 	ev_timer_start(d->loop, &d->ttl_w);
 	return 0;
@@ -480,6 +644,12 @@ static void daemon_stop(struct daemon *d)
 	/* Connections first (their pending requests answer nothing more), then the log, which
 	 * syncs what it holds, then the store. */
 	web_server_free(d->web);
+	/* The units keep running: the next start adopts them. */
+	agent_free(d->agent);
+	runner_free(d->runner);
+	engine_free(d->engine);
+	free(d->machine_id);
+	free(d->public_ip);
 	proxy_free(d->proxy);
 	hcli_free(d->http);
 	node_free(d->node);
@@ -487,6 +657,7 @@ static void daemon_stop(struct daemon *d)
 	if (d->loop) {
 		ev_signal_stop(d->loop, &d->sigterm_w);
 		ev_signal_stop(d->loop, &d->sigint_w);
+		ev_signal_stop(d->loop, &d->sighup_w);
 		ev_timer_stop(d->loop, &d->ttl_w);
 		ev_timer_stop(d->loop, &d->handoff_w);
 	}
@@ -511,6 +682,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level(log_level_parse(d.cfg.log_level));
+	if (d.cfg.list_drivers) {
+		struct buf b = BUF_INIT;
+
+		r = drv_host_list(d.cfg.driver_dir, &b);
+		fwrite(b.data ? b.data : "", 1, b.len, stdout);
+		buf_release(&b);
+		config_release(&d.cfg);
+		return r < 0 ? 1 : 0;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 

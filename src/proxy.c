@@ -40,7 +40,8 @@ struct proxy {
 };
 
 struct fwd {
-	struct proxy *p;
+	struct proxy *p; /* NULL: a relay to one URL (proxy_relay) */
+	struct hcli *http;
 	struct web_req *req;
 	struct hcli_call *call;
 	char *ep_url; /* the endpoint this try went to */
@@ -185,19 +186,6 @@ void proxy_free(struct proxy *p)
 	free(p);
 }
 
-const char *proxy_endpoint(const struct proxy *p)
-{
-	int64_t now = flt_monotime_ns();
-
-	for (size_t k = 0; k < p->nep; k++) {
-		const struct endpoint *e = &p->ep[(p->rr + k) % p->nep];
-
-		if (e->failed_until_ns <= now)
-			return e->url;
-	}
-	return p->nep ? p->ep[0].url : NULL;
-}
-
 static void fwd_free(struct fwd *f)
 {
 	free(f->ep_url);
@@ -256,6 +244,19 @@ static void on_done(void *ctx, int err, const char *msg, int status, const struc
 
 	(void)body;
 	f->call = NULL;
+	if (err < 0 && !f->began && !p) {
+		struct buf b = BUF_INIT;
+		struct web_header ctype = {"Content-Type", "application/json"};
+
+		buf_puts(&b, "{\"message\":\"cannot reach ");
+		buf_puts(&b, f->ep_url ? f->ep_url : "");
+		buf_puts(&b, "\"}\n");
+		web_req_on_close(f->req, NULL, NULL);
+		web_respond(f->req, 502, &ctype, 1, b.data ? b.data : "", b.len);
+		buf_release(&b);
+		fwd_free(f);
+		return;
+	}
 	if (err < 0 && !f->began) {
 		/* Not reached: skip this endpoint for a while and try the next. */
 		log_warn("proxy: endpoint '%s' failed: %s", f->ep_url, msg ? msg : "");
@@ -292,17 +293,14 @@ static void on_client_gone(struct web_req *req, void *ctx)
 	fwd_free(f);
 }
 
+static void fwd_call(struct fwd *f, const char *url);
+
 static void fwd_start(struct fwd *f)
 {
 	struct proxy *p = f->p;
-	const char *ep = NULL, *q = web_req_query(f->req), *ct;
+	const char *ep = NULL, *q = web_req_query(f->req);
 	int64_t now = flt_monotime_ns();
 	struct buf url = BUF_INIT;
-	struct web_header h[1];
-	struct hcli_req rq = {0};
-	struct hcli_cb cb = {.head = on_head, .data = on_data, .done = on_done, .ctx = f};
-	size_t body_len;
-	const char *body = web_req_body(f->req, &body_len);
 
 	while (f->tries < p->nep) {
 		struct endpoint *e = &p->ep[p->rr % p->nep];
@@ -327,8 +325,24 @@ static void fwd_start(struct fwd *f)
 	free(f->ep_url);
 	f->ep_url = strdup(ep);
 	buf_printf(&url, "%s%s%s%s", ep, web_req_path(f->req), q[0] ? "?" : "", q);
+	if (url.data)
+		fwd_call(f, url.data);
+	else
+		fwd_call(f, "");
+	buf_release(&url);
+}
+
+static void fwd_call(struct fwd *f, const char *url)
+{
+	const char *ct;
+	struct web_header h[1];
+	struct hcli_req rq = {0};
+	struct hcli_cb cb = {.head = on_head, .data = on_data, .done = on_done, .ctx = f};
+	size_t body_len;
+	const char *body = web_req_body(f->req, &body_len);
+
 	rq.method = web_req_method(f->req);
-	rq.url = url.data;
+	rq.url = url;
 	rq.body = body;
 	rq.body_len = body_len;
 	rq.timeout_ms = f->stream ? 0 : CALL_TIMEOUT_MS;
@@ -338,18 +352,46 @@ static void fwd_start(struct fwd *f)
 		rq.headers = h;
 		rq.n_headers = 1;
 	}
-	if (!url.data || !f->ep_url || hcli_call_start(p->http, &rq, &cb, &f->call) < 0) {
+	if (!url[0] || !f->ep_url || hcli_call_start(f->http, &rq, &cb, &f->call) < 0) {
 		web_req_on_close(f->req, NULL, NULL);
 		web_respond(f->req, 500, NULL, 0, "", 0);
 		fwd_free(f);
 	}
-	buf_release(&url);
+}
+
+static struct fwd *fwd_new(struct proxy *p, struct hcli *http, struct web_req *req)
+{
+	struct fwd *f = calloc(1, sizeof(*f));
+	const char *q = web_req_query(req);
+
+	if (!f) {
+		web_respond(req, 500, NULL, 0, "", 0);
+		return NULL;
+	}
+	f->p = p;
+	f->http = http;
+	f->req = req;
+	buf_init(&f->hstore);
+	buf_init(&f->body);
+	f->stream = strstr(q, "wait=true") || strstr(q, "follow=true") || strstr(q, "stream=true");
+	web_req_on_close(req, on_client_gone, f);
+	return f;
+}
+
+void proxy_relay(struct hcli *http, struct web_req *req, const char *url)
+{
+	struct fwd *f = fwd_new(NULL, http, req);
+
+	if (!f)
+		return;
+	f->ep_url = strdup(url);
+	fwd_call(f, url);
 }
 
 void proxy_handle(void *ud, struct web_req *req)
 {
 	struct proxy *p = ud;
-	const char *m = web_req_method(req), *q = web_req_query(req);
+	const char *m = web_req_method(req);
 	struct fwd *f;
 
 	if (p->cfg.readonly && strcmp(m, "GET") && strcmp(m, "HEAD")) {
@@ -357,16 +399,9 @@ void proxy_handle(void *ud, struct web_req *req)
 		web_respond(req, 501, NULL, 0, "", 0);
 		return;
 	}
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		web_respond(req, 500, NULL, 0, "", 0);
+	if (p->cfg.local && p->cfg.local(p->cfg.local_ud, req))
 		return;
-	}
-	f->p = p;
-	f->req = req;
-	buf_init(&f->hstore);
-	buf_init(&f->body);
-	f->stream = strstr(q, "wait=true") || strstr(q, "follow=true") || strstr(q, "stream=true");
-	web_req_on_close(req, on_client_gone, f);
-	fwd_start(f);
+	f = fwd_new(p, p->http, req);
+	if (f)
+		fwd_start(f);
 }

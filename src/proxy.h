@@ -19,6 +19,10 @@ struct proxy_config {
 	unsigned refresh_ms;      /* --proxy-refresh-interval */
 	unsigned failure_wait_ms; /* --proxy-failure-wait: an endpoint that failed is skipped */
 	bool readonly;            /* --proxy readonly: only GET/HEAD go through */
+	/* Requests this node answers itself (its own machine's journals); optional. Returns true
+	 * when it took the request. */
+	bool (*local)(void *ud, struct web_req *req);
+	void *local_ud;
 };
 
 int proxy_new(struct ev_loop *loop, struct hcli *http, const struct proxy_config *cfg,
@@ -26,7 +30,8 @@ int proxy_new(struct ev_loop *loop, struct hcli *http, const struct proxy_config
 void proxy_free(struct proxy *p);
 /* The web server's handler in proxy mode; `ud` is the struct proxy. */
 void proxy_handle(void *ud, struct web_req *req);
-/* A client URL of a member that answered last, for the local agent; NULL while none is known. */
-const char *proxy_endpoint(const struct proxy *p);
+/* Relay `req` to `url` (the whole URL, query included) and answer with what comes back: no
+ * failover, 502 when it cannot be reached. For requests meant for one machine. */
+void proxy_relay(struct hcli *http, struct web_req *req, const char *url);
 
 #endif

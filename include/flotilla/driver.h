@@ -121,7 +121,9 @@ struct flt_drv_ops {
 	void (*release)(struct flt_drv *d, struct flt_task *t);
 	/* List the handles of runs this driver finds on the machine labelled as flotilla's (e.g.
 	 * containers labelled with this machine id), so the host can remove strays. Optional
-	 * (NULL). Calls `cb` once per run, then returns 0. */
+	 * (NULL). Calls `cb` once per run and then once with (NULL, NULL) to end the list, from
+	 * inside the call or later from the loop (a driver that must ask a daemon); the end comes
+	 * even after an error, and at close() if the answer is still pending. Returns 0. */
 	int (*list)(struct flt_drv *d, void (*cb)(void *ctx, const char *unit, const char *handle),
 		    void *ctx);
 	/* Remove a stray run found by list(), killing it first. Optional (NULL). Must not block. */

@@ -11,6 +11,9 @@
 #include "util/buf.h"
 
 struct ev_loop;
+struct agent;
+struct engine;
+struct hcli;
 struct node;
 struct config_cluster;
 struct store;
@@ -29,6 +32,9 @@ struct api {
 	struct ev_loop *loop;
 	struct store *store;      /* borrowed */
 	struct node *node;        /* borrowed */
+	struct engine *engine;    /* borrowed; NULL when the daemon runs no engine */
+	struct agent *agent;      /* borrowed; NULL with --agent=false */
+	struct hcli *http;        /* borrowed: relays to the leader and to other machines */
 	struct web_server **servers; /* client listeners, for /metrics */
 	size_t nservers;
 	const char *name;         /* --name */
@@ -57,6 +63,10 @@ void api_keys_handle(struct api *a, struct web_req *req, const char *key);
 /* {"members":[...]}\n, etcd's member list (GET /v2/members, and /members on the peer port).
  * 0 or -ENOMEM. */
 int api_members_json(struct api *a, struct buf *b);
+
+/* Flotilla's own endpoints (/_flotilla/v1/...: heartbeats, journals, status); `path` is the
+ * whole request path. cluster.c. */
+void api_cluster_handle(struct api *a, struct web_req *req, const char *path);
 
 /* The fleet v1 API (/fleet/v1 and its old name /v1-alpha): `rest` is the still-encoded path
  * after the prefix ("" or "/units/..."). fleet.c. */

@@ -542,6 +542,10 @@ void api_handle(void *ud, struct web_req *req)
 		respond(a, req, 200, "text/plain; charset=utf-8", false, "", 0);
 		return;
 	}
+	if (!strncmp(path, "/_flotilla/v1/", 14)) {
+		api_cluster_handle(a, req, path);
+		return;
+	}
 	if (!strncmp(path, "/fleet/v1/", 10) || !strcmp(path, "/fleet/v1")) {
 		api_fleet_handle(a, req, path + 9);
 		return;

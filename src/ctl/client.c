@@ -388,12 +388,22 @@ static void encode_params(struct buf *b, const struct ctl_param *ps, size_t n)
 struct xfer {
 	struct ctl_resp *resp;
 	bool too_big;
+	const struct ctl_req *req;
+	CURL *curl;
 };
 
 static size_t on_body(char *p, size_t sz, size_t nm, void *ud)
 {
 	struct xfer *x = ud;
 	size_t n = sz * nm;
+
+	if (x->req->on_data) {
+		long code = 0;
+
+		curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code / 100 == 2)
+			return x->req->on_data(p, n, x->req->ud);
+	}
 
 	if (x->resp->body.len + n > CTL_MAX_BODY) {
 		x->too_big = true;
@@ -483,7 +493,7 @@ static enum attempt_result attempt(struct ctl_client *c, const struct ctl_endpoi
 {
 	struct buf url = BUF_INIT, full = BUF_INIT;
 	struct curl_slist *hdrs = NULL;
-	struct xfer x = {resp, false};
+	struct xfer x = {resp, false, r, c->curl};
 	char *path;
 	int64_t now = flt_monotime_ns(), tmo = 0, dial = CTL_DIAL_TIMEOUT_NS;
 	CURLcode rc;

@@ -53,6 +53,11 @@ struct ctl_req {
 	bool wait;        /* a long poll: no header timeout */
 	bool one_shot;    /* do not retry on another endpoint (creates) */
 	int64_t deadline; /* CLOCK_MONOTONIC ns, 0 for none */
+	/* When set, a 2xx body goes to this callback as it arrives instead of into resp->body
+	 * (flotctl journal --follow); other statuses are still collected. Returns the bytes it
+	 * took; fewer aborts the transfer. */
+	size_t (*on_data)(const char *p, size_t n, void *ud);
+	void *ud;
 };
 
 struct ctl_resp {

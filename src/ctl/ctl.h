@@ -1,7 +1,7 @@
 /* flotctl's shared core: the command table, the global options every command sees, etcdctl's
  * exit codes and error printing, and buffer helpers that treat allocation failure as fatal (a
  * CLI has nothing better to do than say so and exit). Command families (keys.c today, fleet
- * units and members later) each export a table of `struct ctl_cmd` that flotctl.c lists. */
+ * units in fleet.c, members) each export a table of `struct ctl_cmd` that flotctl.c lists. */
 #ifndef FLT_CTL_CTL_H
 #define FLT_CTL_CTL_H
 
@@ -41,6 +41,13 @@ enum ctl_gopt {
 	CTL_G_USERNAME,
 	CTL_G_TIMEOUT,
 	CTL_G_TOTAL_TIMEOUT,
+	/* fleetctl's global flags (fleet.c); also accepted after a fleet command's name */
+	CTL_G_TUNNEL,
+	CTL_G_SSH_USERNAME,
+	CTL_G_SSH_TIMEOUT,
+	CTL_G_STRICT_HOST_KEY,
+	CTL_G_KNOWN_HOSTS,
+	CTL_G_REQUEST_TIMEOUT,
 	CTL_G_VERSION,
 	CTL_G_COUNT
 };
@@ -70,6 +77,8 @@ extern const struct ctl_cmd ctl_keys_cmds[];
 extern const size_t ctl_keys_ncmds;
 extern const struct ctl_cmd ctl_member_cmds[]; /* members.c */
 extern const size_t ctl_member_ncmds;
+extern const struct ctl_cmd ctl_fleet_cmds[]; /* fleet.c: fleetctl's unit commands */
+extern const size_t ctl_fleet_ncmds;
 
 /* Connect as etcdctl's mustNewClient does: parse the endpoints, sync the member list unless
  * --no-sync (printing the --debug lines), and exit-code the failures. On failure prints the

@@ -33,7 +33,8 @@ static const struct ctl_flag global_flags[] = {
     [CTL_G_INSECURE_DISCOVERY] = {"insecure-discovery", CTL_F_BOOL, NULL,
                                   "accept plain-http endpoints found through SRV records", NULL},
     [CTL_G_PEERS] = {"peers, C", CTL_F_STRING, "urls", "old name of --endpoints", NULL},
-    [CTL_G_ENDPOINT] = {"endpoint", CTL_F_STRING, "urls", "old name of --endpoints", NULL},
+    [CTL_G_ENDPOINT] = {"endpoint", CTL_F_STRING, "urls",
+                        "old name of --endpoints; the endpoint of the fleet commands", NULL},
     [CTL_G_ENDPOINTS] = {"endpoints", CTL_F_STRING, "urls",
                          "comma-separated client URLs of cluster members",
                          "\"" CTL_DEFAULT_ENDPOINTS "\""},
@@ -48,6 +49,19 @@ static const struct ctl_flag global_flags[] = {
                        "how long one request may wait for its response", "2s"},
     [CTL_G_TOTAL_TIMEOUT] = {"total-timeout", CTL_F_DURATION, "duration",
                              "how long a command may take in all (watches excepted)", "5s"},
+    [CTL_G_TUNNEL] = {"tunnel", CTL_F_STRING, "host[:port]",
+                      "fleet commands: reach the endpoint through an ssh forward via this host",
+                      NULL},
+    [CTL_G_SSH_USERNAME] = {"ssh-username", CTL_F_STRING, "user",
+                            "fleet commands: user for ssh and --tunnel", "\"core\""},
+    [CTL_G_SSH_TIMEOUT] = {"ssh-timeout", CTL_F_STRING, "seconds",
+                           "fleet commands: time allowed to set up an ssh connection", "10.0"},
+    [CTL_G_STRICT_HOST_KEY] = {"strict-host-key-checking", CTL_F_BOOL, NULL,
+                               "fleet commands: verify ssh host keys (=false to skip)", "true"},
+    [CTL_G_KNOWN_HOSTS] = {"known-hosts-file", CTL_F_STRING, "file",
+                           "fleet commands: known hosts file for ssh", NULL},
+    [CTL_G_REQUEST_TIMEOUT] = {"request-timeout", CTL_F_STRING, "seconds",
+                               "fleet commands: time allowed for one request", "3.0"},
     [CTL_G_VERSION] = {"version, v", CTL_F_BOOL, NULL, "print the version and exit", NULL},
 };
 
@@ -59,6 +73,7 @@ struct cmd_family {
 static const struct cmd_family families[] = {
     {ctl_keys_cmds, &ctl_keys_ncmds},
     {ctl_member_cmds, &ctl_member_ncmds},
+    {ctl_fleet_cmds, &ctl_fleet_ncmds},
 };
 
 void ctl_oom(void)
@@ -142,8 +157,12 @@ static void app_help(FILE *out)
 	          "list the commands, or explain one: flotctl help <command>");
 	cb_puts(&b, "\nGLOBAL OPTIONS:\n");
 	ctl_flags_help(&b, global_flags, CTL_G_VERSION, true, true);
-	cb_puts(&b, "\nENVIRONMENT:\n   FLOTCTL_ENDPOINTS, FLOTCTL_ENDPOINT, ETCDCTL_ENDPOINTS  "
-	            "endpoints when --endpoints is not given\n");
+	cb_puts(&b,
+	        "\nENVIRONMENT:\n   FLOTCTL_ENDPOINTS, FLOTCTL_ENDPOINT, ETCDCTL_ENDPOINTS  "
+	        "endpoints when --endpoints is not given\n"
+	        "   FLOTCTL_ENDPOINT, FLOTCTL_TUNNEL, FLOTCTL_SSH_USERNAME, ...  fleet commands: "
+	        "a fleetctl\n      global flag not given (FLEETCTL_<NAME> is read after "
+	        "FLOTCTL_<NAME>, except for\n      the endpoint)\n");
 	ctl_write(out, &b);
 	buf_release(&b);
 }

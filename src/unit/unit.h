@@ -12,6 +12,9 @@
 #include "util/buf.h"
 
 #define UNIT_NAME_MAX 256
+/* Longest line (without its line break) is UNIT_LINE_MAX - 1 bytes: go-systemd, and so fleet,
+ * refuses longer ones ("line too long (max 2048 bytes)") since systemd would truncate them. */
+#define UNIT_LINE_MAX 2048
 
 /* ---- files ---- */
 struct unit_option {
@@ -48,6 +51,7 @@ int unit_from_json(const void *json, struct unit_file *ret, struct buf *err);
 /* 0 if `name` is a valid unit name by fleet's rules (length, characters, a known suffix, at
  * most one '@' placed right), else FLT_EINVAL with the reason (fleet's wording) in *why. */
 int unit_name_check(const char *name, const char **why);
+/* (*why points to static storage valid until the next call; pass NULL if not wanted.) */
 bool unit_name_is_template(const char *name); /* "p@.service" */
 bool unit_name_is_instance(const char *name); /* "p@i.service" */
 /* The template of an instance: "p@i.service" -> "p@.service". FLT_EINVAL if not an instance. */
@@ -89,5 +93,14 @@ struct unit_sched {
 int unit_sched_parse(const struct unit_file *u, const char *name, struct unit_sched *ret,
 		     struct buf *err);
 void unit_sched_release(struct unit_sched *s);
+/* [X-Flotilla] values, also usable for machine capacities. Memory: bytes with systemd's
+ * base-1024 suffixes B K M G T P E, a decimal fraction allowed ("1.5G"), "infinity" = 0 (no
+ * limit). CPUs: a decimal number with at most 3 decimals, in thousandths ("0.5" -> 500).
+ * 0 or FLT_EINVAL (also on overflow); *ret written only on success. */
+int unit_parse_memory(const char *s, uint64_t *ret);
+int unit_parse_cpus(const char *s, uint32_t *ret);
+/* fleet's glob matching of Conflicts= and Replaces= patterns against unit names (Go path.Match:
+ * '*', '?', '[...]' with '^' or '!' negation, '\\' escapes). */
+bool unit_glob_match(const char *pattern, const char *name);
 
 #endif
