@@ -71,12 +71,15 @@ check)
 	build build
 	suite build "tests"
 	if [ "${FLT_SKIP_VALGRIND:-}" != 1 ]; then
-		# The unit test programs, and the daemon through two client suites, under valgrind:
-		# any leak or invalid access fails them.
+		# The unit test programs, the driver tests (whose programs need a dockerd or a
+		# systemd their scripts start), and the daemon through two client suites, under
+		# valgrind: any leak or invalid access fails them.
 		vg="valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
-		units=$(cd tests/unit && ls test_*.c | sed 's|^|tests/unit/|; s|\.c$||' | tr '\n' ' ')
+		units=$(cd tests/unit && ls test_*.c | grep -v 'test_docker_driver\|test_systemd_driver' |
+			sed 's|^|tests/unit/|; s|\.c$||' | tr '\n' ' ')
 		FLT_WRAP=$vg suite build "tests under valgrind" LOG_COMPILER="$vg" \
-			TESTS="$units tests/integration/etcd_fixtures.sh tests/integration/python_etcd_compat.sh"
+			TESTS="$units tests/integration/docker_driver.sh tests/integration/systemd_driver.sh
+			tests/integration/etcd_fixtures.sh tests/integration/python_etcd_compat.sh"
 	fi
 	if [ "${FLT_SKIP_ASAN:-}" != 1 ]; then
 		rc=0

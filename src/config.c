@@ -41,7 +41,7 @@ static const struct opt opts[] = {
 	  "http://127.0.0.1:2379,http://127.0.0.1:4001", "client URLs told to the rest of the cluster"),
 	O("listen-peer-urls", OPT_LIST, listen_peer_urls,
 	  "http://127.0.0.1:2380,http://127.0.0.1:7001",
-	  "URLs to listen on for peer traffic (a one-member cluster opens none)"),
+	  "URLs to listen on for peer traffic (a one-member cluster opens these defaults only when it grows)"),
 	O("initial-advertise-peer-urls", OPT_LIST, initial_advertise_peer_urls,
 	  "http://127.0.0.1:2380", "peer URLs told to the rest of the cluster"),
 	O("initial-cluster", OPT_STR, initial_cluster, NULL,

@@ -569,6 +569,10 @@ static int daemon_start(struct daemon *d)
 	ncfg.join = !strcmp(d->cfg.initial_cluster_state, "existing");
 	ncfg.token = d->cfg.initial_cluster_token;
 	ncfg.peer_http_get = peer_http_get;
+	/* Peer URLs other than the default were asked for: serve them even alone. */
+	ncfg.listen_alone = !(d->cfg.listen_peer_urls.n == 2 &&
+			      !strcmp(d->cfg.listen_peer_urls.v[0], "http://127.0.0.1:2380") &&
+			      !strcmp(d->cfg.listen_peer_urls.v[1], "http://127.0.0.1:7001"));
 	ncfg.peer_http_ud = d;
 	r = node_new(d->loop, &ncfg, d->store, &d->node);
 	free(members);

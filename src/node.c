@@ -1269,7 +1269,7 @@ int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *
 	n->applied =
 	    raft_applied_index(n->raft) > n->applied ? raft_applied_index(n->raft) : n->applied;
 
-	if (raft_conf(n->raft)->n > 1 || cfg->n_members > 1) {
+	if (raft_conf(n->raft)->n > 1 || cfg->n_members > 1 || cfg->listen_alone) {
 		r = start_peers(n, cfg);
 		if (r < 0)
 			goto fail;

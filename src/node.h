@@ -40,6 +40,9 @@ struct node_config {
 	 * the log (and the configuration) from the leader, instead of bootstrapping `members`. */
 	bool join;
 	const char *token; /* --initial-cluster-token, for ids of added members; borrowed */
+	/* Listen on the peer URLs even as a one-member cluster (they were asked for: proxies
+	 * read /members there, and members may be added later). */
+	bool listen_alone;
 	/* Answers HTTP GETs on the peer port (etcd's /members); optional. */
 	int (*peer_http_get)(void *ud, const char *path, struct buf *body);
 	void *peer_http_ud;

@@ -288,8 +288,12 @@ static void on_client_gone(struct web_req *req, void *ctx)
 {
 	struct fwd *f = ctx;
 
-	(void)req;
 	hcli_call_cancel(f->call);
+	/* The client is gone; completing the request is what frees it (web.h). */
+	if (f->stream && f->began)
+		web_stream_end(req);
+	else
+		web_respond(req, 503, NULL, 0, "", 0);
 	fwd_free(f);
 }
 

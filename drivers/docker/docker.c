@@ -35,6 +35,7 @@
 #define DK_DEFAULT_PREFIX "flotilla-"
 #define DK_MAX_BODY       (8u << 20) /* answers we keep whole (not logs): JSON is small */
 #define DK_CTL_TIMEOUT_MS 60000L     /* create/start/inspect/delete: docker answers at once */
+#define DK_PING_S 5.0                /* how often ready() is checked against the daemon */
 #define DK_CONNECT_MS     5000L
 #define DK_LOG_GRACE      2.0 /* seconds the log stream may lag behind the exit */
 #define DK_CONFLICT_TRIES 3   /* a same-named old container being removed at the same time */
@@ -131,6 +132,8 @@ struct flt_drv {
 	struct dk_run *runs;
 	struct dk_sock *socks;
 	int ping; /* 0: no answer yet, 1: docker answered, <0: failed */
+	bool ping_in_flight;
+	ev_timer ping_w; /* asks again every DK_PING_S: ready() follows the daemon */
 };
 
 static void dk_kick(struct flt_drv *d)
@@ -1396,18 +1399,39 @@ static int dk_cfg_get(const struct flt_drv_config *cfg, const char *key, const c
 static void dk_ping_cb(struct dk_req *r)
 {
 	struct flt_drv *d = r->d;
+	int was = d->ping;
 
+	d->ping_in_flight = false;
 	if (dk_req_ok(r)) {
 		d->ping = 1;
-		dk_log(d, FLT_LOG_DEBUG, "docker: %s answers", d->host_url);
+		dk_log(d, was == 1 ? FLT_LOG_DEBUG : FLT_LOG_INFO, "docker: %s answers",
+		       d->host_url);
 	} else {
 		char *why = dk_req_reason(r);
 
 		d->ping = r->cc != CURLE_OK ? -EHOSTDOWN : -EPROTO;
-		dk_log(d, FLT_LOG_WARN, "%s (containers will fail to start)",
-		       why ? why : "docker: out of memory");
+		/* said once per outage, not every few seconds */
+		if (was >= 0)
+			dk_log(d, FLT_LOG_WARN, "%s (containers will fail to start)",
+			       why ? why : "docker: out of memory");
 		free(why);
 	}
+}
+
+static void dk_ping_again(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct flt_drv *d = (struct flt_drv *)((char *)w - offsetof(struct flt_drv, ping_w));
+
+	(void)loop;
+	(void)revents;
+	if (!d->ping_in_flight &&
+	    dk_req_new(d, NULL, "GET", "/_ping", NULL, DK_CTL_TIMEOUT_MS, dk_ping_cb, "ping"))
+		d->ping_in_flight = true;
+}
+
+static int dk_ready(struct flt_drv *d)
+{
+	return d->ping == 1;
 }
 
 static void dk_close(struct flt_drv *drv);
@@ -1480,6 +1504,9 @@ static int dk_open(const struct flt_host *host, const struct flt_drv_config *cfg
 	 * first start() fails with the reason if it is not). */
 	if (!dk_req_new(d, NULL, "GET", "/_ping", NULL, DK_CTL_TIMEOUT_MS, dk_ping_cb, "ping"))
 		goto oom;
+	d->ping_in_flight = true;
+	ev_timer_init(&d->ping_w, dk_ping_again, DK_PING_S, DK_PING_S);
+	ev_timer_start(d->loop, &d->ping_w);
 	*ret = d;
 	return 0;
 oom:
@@ -1514,6 +1541,7 @@ static void dk_close(struct flt_drv *drv)
 	}
 	ev_timer_stop(d->loop, &d->timer);
 	ev_timer_stop(d->loop, &d->kick);
+	ev_timer_stop(d->loop, &d->ping_w);
 	free(d->host_url);
 	free(d->sock_path);
 	free(d->base);
@@ -1719,6 +1747,7 @@ static const struct flt_drv_ops dk_ops = {
     .list = dk_list,
     .remove = dk_remove,
     .close = dk_close,
+    .ready = dk_ready,
 };
 
 __attribute__((visibility("default"))) const struct flt_drv_ops *flt_driver_entry(void)

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define FLT_DRV_ABI_MAJOR 1 /* incompatible change: the host refuses a mismatch */
-#define FLT_DRV_ABI_MINOR 0 /* fields are only ever appended */
+#define FLT_DRV_ABI_MINOR 1 /* fields are only ever appended; 1.1 added ready() */
 
 struct ev_loop;
 struct flt_drv;  /* a driver instance, opaque to the host */
@@ -129,7 +129,15 @@ struct flt_drv_ops {
 	/* Remove a stray run found by list(), killing it first. Optional (NULL). Must not block. */
 	int (*remove)(struct flt_drv *d, const char *handle);
 	void (*close)(struct flt_drv *d);
+	/* ---- ABI 1.1 ---- */
+	/* Whether the runtime works now (e.g. its daemon answered the last check): 1 or 0. The
+	 * machine advertises only working runtimes, so units that need one go elsewhere. Must not
+	 * block. Optional (NULL, or a 1.0 driver): always working once open. */
+	int (*ready)(struct flt_drv *d);
 };
+#define FLT_DRV_OPS_HAS(ops, field)                                                               \
+	((ops)->ops_size >= offsetof(struct flt_drv_ops, field) + sizeof((ops)->field) &&         \
+	 (ops)->field != NULL)
 
 /* The one symbol a driver exports. */
 #define FLT_DRIVER_ENTRY "flt_driver_entry"

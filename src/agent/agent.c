@@ -41,6 +41,7 @@ struct ustate {
 	char *text;
 	char *written; /* state JSON last written ("" = deleted / never) */
 	char *pending; /* state JSON to write; "" = delete the key; NULL = nothing */
+	const char *target; /* what this agent was told: "loaded" or "launched" (static) */
 	bool writing;
 };
 
@@ -113,9 +114,9 @@ void agent_runner_state(struct agent *a, const char *unit, const struct runner_s
 	if (!st) {
 		s = strdup("");
 	} else {
-		o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:i, s:i, s:i, s:s?, "
-			      "s:s?}",
-			      "machineID", a->machine_id, "hash", st->hash, "runtime", st->runtime,
+		o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:i, s:i, s:i, "
+			      "s:s?, s:s?}",
+			      "machineID", a->machine_id, "target", u->target, "hash", st->hash, "runtime", st->runtime,
 			      "loadState", st->load_state, "activeState", st->active_state,
 			      "subState", st->sub_state, "since", (json_int_t)st->since, "mainPID",
 			      (json_int_t)st->main_pid, "handle", st->handle, "restarts",
@@ -334,6 +335,8 @@ static void apply(struct agent *a)
 			goto next;
 		target = !strcmp(desired, "launched") ? RUNNER_LAUNCHED : RUNNER_LOADED;
 		u = ustate_get(a, name, true);
+		if (u)
+			u->target = target == RUNNER_LAUNCHED ? "launched" : "loaded";
 		if (u && (!u->hash || strcmp(u->hash, hash))) {
 			if (unit_serialize(&uf, &text) == 0 && text.data) {
 				free(u->hash);
@@ -590,8 +593,8 @@ static void follow_gone(struct web_req *req, void *ctx)
 {
 	struct follow *fl = ctx;
 
-	(void)req;
 	runner_unfollow(fl->f);
+	web_stream_end(req); /* completing the orphaned request frees it */
 	free(fl);
 }
 

@@ -705,6 +705,10 @@ static void on_task_status(struct flt_task *t, const struct flt_status *st)
 	switch (st->active) {
 	case FLT_ACTIVATING:
 	case FLT_DEACTIVATING:
+		/* systemd's words when a stop escalates */
+		if (st->sub && !strcmp(st->sub, "stop-sigkill") &&
+		    (!u->sub || strcmp(u->sub, "stop-sigkill")))
+			jlog(u, "%s: State 'stop-sigterm' timed out. Killing.", u->name);
 		set_active(u, st->active,
 		           st->sub                        ? st->sub
 		           : st->active == FLT_ACTIVATING ? "start"
@@ -925,7 +929,10 @@ static bool deps_ready(const struct ru_unit *u)
 			const struct ru_unit *o;
 
 			if (!strcmp(v[i], "docker.service")) {
-				if (!drv_host_find(r->drivers, "docker"))
+				const struct drv_entry *e = drv_host_find(r->drivers, "docker");
+
+				if (!e || !e->drv ||
+				    (FLT_DRV_OPS_HAS(e->ops, ready) && !e->ops->ready(e->drv)))
 					return false;
 				continue;
 			}
@@ -1310,10 +1317,19 @@ int runner_stop_all(struct runner *r)
 	return n;
 }
 
-size_t runner_runtimes(const struct runner *r, const char *const **ret)
+size_t runner_runtimes(struct runner *r, const char *const **ret)
 {
+	size_t n = 0;
+
+	/* r->runtimes has room for every opened driver: fill it with the working ones */
+	for (size_t i = 0; i < drv_host_count(r->drivers); i++) {
+		const struct drv_entry *e = drv_host_get(r->drivers, i);
+
+		if (e->drv && (!FLT_DRV_OPS_HAS(e->ops, ready) || e->ops->ready(e->drv)))
+			r->runtimes[n++] = e->name;
+	}
 	*ret = (const char *const *)r->runtimes;
-	return r->n_runtimes;
+	return n;
 }
 
 int runner_state(struct runner *r, const char *unit, struct runner_state *ret)

@@ -89,9 +89,9 @@ void runner_sync_end(struct runner *r);
  * unit resumes it. Returns the number of runs asked to stop. */
 int runner_stop_all(struct runner *r);
 
-/* Names of the runtimes that loaded AND opened (e.g. docker only if its daemon answered).
- * *ret is borrowed until runner_free. */
-size_t runner_runtimes(const struct runner *r, const char *const **ret);
+/* Names of the runtimes that loaded, opened and work now (a driver's ready(): docker only while
+ * its daemon answers). *ret is borrowed until the next call or runner_free. */
+size_t runner_runtimes(struct runner *r, const char *const **ret);
 
 /* The body of model.h's MODEL_STATUS_PATH for `unit`, appended to `out`.
  * 0, -ENOENT (unknown unit), -ENOMEM. */

@@ -487,6 +487,9 @@ static const char *current_state(const char *desired, const json_t *st)
 
 	if (!st)
 		return "inactive";
+	/* what the agent was told and acted on: fleet's own notion */
+	if (get_str(st, "target"))
+		return get_str(st, "target");
 	if (active && *active && strcmp(active, "inactive"))
 		return "launched";
 	if (desired && !strcmp(desired, "launched") && json_is_integer(exit_code) &&

@@ -465,7 +465,11 @@ static int check_combinations(const struct unit_sched *s, const struct strv *con
 
 static int read_xflotilla(const struct unit_file *u, struct unit_sched *s, struct buf *err)
 {
-	static const char *const runtimes[] = {"exec", "docker", "rkt", "systemd"};
+	/* Options the runtime drivers read (docker: Image..Pull; rkt: Image, Command, Net,
+	 * InsecureOptions); the driver validates their values and fails the unit with a reason. */
+	static const char *const drv_keys[] = {"Image",   "Command", "Env",  "Ports",
+					       "Volumes", "Network", "Pull", "Net",
+					       "InsecureOptions"};
 
 	for (size_t i = 0; i < u->n; i++) {
 		const struct unit_option *o = &u->v[i];
@@ -485,24 +489,29 @@ static int read_xflotilla(const struct unit_file *u, struct unit_sched *s, struc
 				            "with at most 3 decimals",
 				            o->value);
 		} else if (!strcmp(o->name, "Runtime")) {
-			size_t k;
+			/* exec, docker, rkt, systemd, or another driver's name */
+			size_t k = strspn(o->value, "abcdefghijklmnopqrstuvwxyz0123456789_-");
 			char *rt;
 
-			for (k = 0; k < sizeof(runtimes) / sizeof(runtimes[0]); k++)
-				if (!strcmp(o->value, runtimes[k]))
-					break;
-			if (k == sizeof(runtimes) / sizeof(runtimes[0]))
+			if (!o->value[0] || o->value[k] || k > 64)
 				return fail(err,
-				            "invalid Runtime value \"%s\": want exec, docker, rkt "
-				            "or systemd",
+				            "invalid Runtime value \"%s\": want a driver name such as "
+				            "exec, docker, rkt or systemd",
 				            o->value);
 			if (!(rt = strdup(o->value)))
 				return -ENOMEM;
 			free(s->runtime);
 			s->runtime = rt;
 		} else {
-			return fail(err, "unrecognized option in [X-Flotilla] section: \"%s\"",
-			            o->name);
+			size_t k;
+
+			for (k = 0; k < sizeof(drv_keys) / sizeof(drv_keys[0]); k++)
+				if (!strcmp(o->name, drv_keys[k]))
+					break;
+			if (k == sizeof(drv_keys) / sizeof(drv_keys[0]))
+				return fail(err,
+				            "unrecognized option in [X-Flotilla] section: \"%s\"",
+				            o->name);
 		}
 	}
 	return 0;

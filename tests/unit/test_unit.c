@@ -771,8 +771,11 @@ static void test_sched_errors(void **state)
 	     "invalid Memory value \"12Q\": want bytes with an optional K, M, G or T suffix"},
 	    {"[X-Flotilla]\nCPUs=1.2345\n",
 	     "invalid CPUs value \"1.2345\": want a number of CPUs with at most 3 decimals"},
-	    {"[X-Flotilla]\nRuntime=lxc\n",
-	     "invalid Runtime value \"lxc\": want exec, docker, rkt or systemd"},
+	    {"[X-Flotilla]\nRuntime=Lxc!\n",
+	     "invalid Runtime value \"Lxc!\": want a driver name such as exec, docker, rkt or "
+	     "systemd"},
+	    {"[X-Flotilla]\nImage=x\nColour=blue\n",
+	     "unrecognized option in [X-Flotilla] section: \"Colour\""},
 	    {"[X-Flotilla]\nDisk=1G\n", "unrecognized option in [X-Flotilla] section: \"Disk\""},
 	};
 	struct unit_sched s;
