@@ -80,7 +80,7 @@ static const struct opt opts[] = {
 	O("agent-ttl", OPT_U64, agent_ttl, "3000",
 	  "ms without a heartbeat after which a machine is dead and its units move"),
 	O("fence", OPT_BOOL, fence, "true",
-	  "stop this machine's units when it loses the cluster for longer than the agent TTL"),
+	  "stop this machine's units when it loses the cluster for longer than the agent TTL plus two election timeouts"),
 	O("scheduler-policy", OPT_STR, scheduler_policy, NULL,
 	  "Lua file choosing among feasible machines (reloaded on SIGHUP; default: built-in)"),
 	O("driver-dir", OPT_STR, driver_dir, FLT_LIBDIR "/flotilla/drivers",

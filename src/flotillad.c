@@ -327,6 +327,10 @@ static int start_agent(struct daemon *d)
 	ac.endpoint = own_url(d);
 	ac.ttl_ms = (unsigned)d->cfg.agent_ttl;
 	ac.fence = d->cfg.fence;
+	/* The leader declares a machine dead a TTL after its last heartbeat, and a new leader
+	 * only a TTL after it was elected: an election (up to 2 election timeouts) must not make
+	 * every agent stop its units. A cut-off machine and its replacement overlap at most that. */
+	ac.fence_ms = (unsigned)(d->cfg.agent_ttl + 2 * d->cfg.election_timeout);
 	ac.memory = d->cfg.memory;
 	ac.cpus = d->cfg.cpus;
 	ac.hostname = host;

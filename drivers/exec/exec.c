@@ -11,7 +11,8 @@
  * "<shim pid>:<shim starttime>:<main pid>:<pgid>": adopt() checks /proc/<pid>/stat's starttime so
  * a recycled pid is never taken for the shim, then watches the reconnected socket. Watching the
  * socket rather than the pid (pidfd, /proc polling) needs no second mechanism: EOF means the shim
- * is gone, and its last frame or the status file says how the command ended. */
+ * is gone, and its last frame or the status file says how the command ended. The [Service]
+ * options are read in options.c; this file is the command chain, the shims and the ABI. */
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
@@ -27,7 +28,8 @@
 
 #include <flotilla/driver.h>
 
-#include "cmdline.h"
+#include "../common/drvutil.h"
+#include "options.h"
 #include "shim.h"
 #include "util/buf.h"
 #include "util/util.h"
@@ -36,28 +38,12 @@
 #define FLT_EXEC_SHIM "/usr/local/libexec/flotilla/flotilla-exec-shim"
 #endif
 
-#define DEFAULT_TIMEOUT_MS 90000u
-#define DEFAULT_PATH       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 struct exec_drv {
 	const struct flt_host *host;
 	char *shim_path;
 	struct exec_task *tasks; /* live ones, for close() */
 	struct exec_task *dead;  /* reported dead; freed from `reaper` (never inside a callback) */
 	ev_timer reaper;
-};
-
-struct cmd {
-	char *line;       /* without prefixes */
-	bool ignore_fail; /* '-' */
-	bool argv0_swap;  /* '@' */
-	bool noexpand;    /* ':' */
-	bool privileged;  /* '+': ignores User=/Group= */
-};
-
-struct cmdlist {
-	struct cmd *v;
-	size_t n;
 };
 
 enum phase {
@@ -74,14 +60,12 @@ enum phase {
 	PH_DEAD,
 };
 
-enum svc_type { TYPE_SIMPLE, TYPE_ONESHOT, TYPE_FORKING };
-
 struct run {
 	struct exec_task *et;
 	struct run *next; /* et->runs: every shim of the task still alive */
 	bool ended;       /* its command ended (the shim may linger for leftover processes) */
 	const char *kind;
-	const struct cmd *cmd;
+	const struct exec_cmd *cmd;
 	bool is_main;
 	pid_t shim_pid;
 	bool is_child, reaped, eof;
@@ -102,15 +86,7 @@ struct exec_task {
 	struct exec_drv *d;
 	struct flt_task *t;
 	struct exec_task *next;
-	enum svc_type type;
-	bool remain;
-	int kill_signal;
-	unsigned start_ms, stop_ms;
-	char *user, *group, *dir, *pidfile;
-	char **envfiles;
-	size_t n_envfiles;
-	char **env; /* NULL-terminated, for execve of the shim */
-	struct cmdlist pre, start, post, stop, stop_post;
+	struct exec_conf conf; /* its [Service] options */
 
 	enum phase phase;
 	size_t idx;
@@ -149,168 +125,6 @@ static void dlog(struct exec_task *et, enum flt_log_level lvl, const char *fmt, 
 	buf_release(&b);
 }
 
-/* systemd time spans: "90", "90s", "1min 30s", "500ms", "infinity"; 0 = no limit. */
-static int parse_timespan(const char *s, unsigned *ret_ms)
-{
-	static const struct {
-		const char *suffix;
-		double ms;
-	} units[] = {{"usec", 0.001},    {"us", 0.001},     {"msec", 1},     {"ms", 1},
-	             {"seconds", 1000},  {"second", 1000},  {"sec", 1000},   {"s", 1000},
-	             {"minutes", 60000}, {"minute", 60000}, {"min", 60000},  {"m", 60000},
-	             {"hours", 3600000}, {"hour", 3600000}, {"hr", 3600000}, {"h", 3600000},
-	             {"days", 86400000}, {"day", 86400000}, {"d", 86400000}};
-	double total = 0;
-	bool any = false;
-
-	while (*s == ' ')
-		s++;
-	if (!strcmp(s, "infinity")) {
-		*ret_ms = 0;
-		return 0;
-	}
-	while (*s) {
-		char *end;
-		double v = strtod(s, &end);
-		size_t i, n;
-
-		if (end == s || v < 0)
-			return -EINVAL;
-		s = end;
-		while (*s == ' ')
-			s++;
-		n = strspn(s, "abcdefghijklmnopqrstuvwxyz");
-		for (i = 0; n && i < ARRAY_SIZE(units); i++)
-			if (strlen(units[i].suffix) == n && !strncmp(s, units[i].suffix, n))
-				break;
-		if (n && i == ARRAY_SIZE(units))
-			return -EINVAL;
-		total += v * (n ? units[i].ms : 1000);
-		s += n;
-		while (*s == ' ')
-			s++;
-		any = true;
-	}
-	if (!any || total > 4e9)
-		return -EINVAL;
-	*ret_ms = (unsigned)total;
-	return 0;
-}
-
-static int parse_signal(const char *s)
-{
-	char *end;
-	long v;
-
-	if (!strncmp(s, "SIG", 3))
-		s += 3;
-	v = strtol(s, &end, 10);
-	if (end != s && !*end)
-		return v > 0 && v < NSIG ? (int)v : -EINVAL;
-	for (int i = 1; i < NSIG; i++) {
-		const char *n = sigabbrev_np(i);
-
-		if (n && !strcmp(n, s))
-			return i;
-	}
-	return -EINVAL;
-}
-
-static bool parse_bool(const char *s)
-{
-	return s &&
-	       (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "1"));
-}
-
-static void cmdlist_free(struct cmdlist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i].line);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-/* One Exec*= value: prefixes, then the line; an empty value resets the list (systemd). */
-static int cmdlist_add(struct cmdlist *l, const char *value)
-{
-	struct cmd c = {0};
-	struct cmd *v;
-
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (!*value) {
-		cmdlist_free(l);
-		return 0;
-	}
-	for (;; value++) {
-		if (*value == '-')
-			c.ignore_fail = true;
-		else if (*value == '@')
-			c.argv0_swap = true;
-		else if (*value == ':')
-			c.noexpand = true;
-		else if (*value == '+' || *value == '!')
-			c.privileged = *value == '+' || c.privileged;
-		else
-			break;
-	}
-	c.line = strdup(value);
-	if (!c.line)
-		return -ENOMEM;
-	v = realloc(l->v, (l->n + 1) * sizeof(*v));
-	if (!v) {
-		free(c.line);
-		return -ENOMEM;
-	}
-	l->v = v;
-	l->v[l->n++] = c;
-	return 0;
-}
-
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-	char **p = realloc(*v, (*n + 2) * sizeof(*p));
-
-	if (!p)
-		return -ENOMEM;
-	*v = p;
-	p[*n] = strdup(s);
-	if (!p[*n])
-		return -ENOMEM;
-	p[++*n] = NULL;
-	return 0;
-}
-
-static void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-/* Environment=: assignments, later ones override earlier ones of the same name. */
-static int env_set(char ***env, size_t *n, const char *assign)
-{
-	const char *eq = strchr(assign, '=');
-
-	if (!eq || eq == assign)
-		return 0; /* systemd ignores invalid assignments */
-	for (size_t i = 0; i < *n; i++)
-		if (!strncmp((*env)[i], assign, (size_t)(eq - assign) + 1)) {
-			char *s = strdup(assign);
-
-			if (!s)
-				return -ENOMEM;
-			free((*env)[i]);
-			(*env)[i] = s;
-			return 0;
-		}
-	return strv_push(env, n, assign);
-}
-
 static void run_free(struct run *r);
 
 static void task_free(struct exec_task *et)
@@ -323,131 +137,10 @@ static void task_free(struct exec_task *et)
 		run_free(et->runs);
 		et->runs = next;
 	}
-	cmdlist_free(&et->pre);
-	cmdlist_free(&et->start);
-	cmdlist_free(&et->post);
-	cmdlist_free(&et->stop);
-	cmdlist_free(&et->stop_post);
-	free(et->user);
-	free(et->group);
-	free(et->dir);
-	free(et->pidfile);
-	strv_free(et->envfiles);
-	strv_free(et->env);
+	exec_conf_release(&et->conf);
 	free(et->message);
 	free(et->handle);
 	free(et);
-}
-
-static int dupopt(char **dst, const char *v)
-{
-	free(*dst);
-	*dst = v && *v ? strdup(v) : NULL;
-	return v && *v && !*dst ? -ENOMEM : 0;
-}
-
-/* Read the [Service] options into a task. -EINVAL with *why for what systemd would refuse. */
-static int task_parse(struct exec_task *et, const char **why)
-{
-	const struct flt_task *t = et->t;
-	size_t n_env = 0;
-	int r = 0;
-
-	et->type = TYPE_SIMPLE;
-	et->kill_signal = SIGTERM;
-	et->start_ms = et->stop_ms = DEFAULT_TIMEOUT_MS;
-	et->code = -1;
-	r = env_set(&et->env, &n_env, "PATH=" DEFAULT_PATH);
-	for (size_t i = 0; r >= 0 && i < t->n_options; i++) {
-		const struct flt_option *o = &t->options[i];
-		const char *n = o->name, *v = o->value;
-
-		if (strcmp(o->section, "Service"))
-			continue;
-		if (!strcmp(n, "ExecStartPre"))
-			r = cmdlist_add(&et->pre, v);
-		else if (!strcmp(n, "ExecStart"))
-			r = cmdlist_add(&et->start, v);
-		else if (!strcmp(n, "ExecStartPost"))
-			r = cmdlist_add(&et->post, v);
-		else if (!strcmp(n, "ExecStop"))
-			r = cmdlist_add(&et->stop, v);
-		else if (!strcmp(n, "ExecStopPost"))
-			r = cmdlist_add(&et->stop_post, v);
-		else if (!strcmp(n, "Type")) {
-			if (!strcmp(v, "simple") || !strcmp(v, "exec") || !strcmp(v, "notify") ||
-			    !strcmp(v, "idle") || !strcmp(v, "dbus"))
-				et->type = TYPE_SIMPLE;
-			else if (!strcmp(v, "oneshot"))
-				et->type = TYPE_ONESHOT;
-			else if (!strcmp(v, "forking"))
-				et->type = TYPE_FORKING;
-			else {
-				*why = "unsupported Type=";
-				r = -EINVAL;
-			}
-		} else if (!strcmp(n, "RemainAfterExit"))
-			et->remain = parse_bool(v);
-		else if (!strcmp(n, "TimeoutStartSec") || !strcmp(n, "TimeoutSec") ||
-		         !strcmp(n, "TimeoutStopSec")) {
-			unsigned ms;
-
-			if (parse_timespan(v, &ms) < 0) {
-				*why = "invalid timeout";
-				r = -EINVAL;
-			} else {
-				if (strcmp(n, "TimeoutStopSec"))
-					et->start_ms = ms;
-				if (strcmp(n, "TimeoutStartSec"))
-					et->stop_ms = ms;
-			}
-		} else if (!strcmp(n, "KillSignal")) {
-			int s = parse_signal(v);
-
-			if (s < 0) {
-				*why = "invalid KillSignal=";
-				r = -EINVAL;
-			} else {
-				et->kill_signal = s;
-			}
-		} else if (!strcmp(n, "Environment")) {
-			char **words = NULL;
-
-			r = cmdline_split(v, false, &words);
-			if (r == -EINVAL)
-				*why = "invalid Environment=";
-			for (size_t k = 0; r >= 0 && words[k]; k++)
-				r = env_set(&et->env, &n_env, words[k]);
-			cmdline_free(words);
-		} else if (!strcmp(n, "EnvironmentFile")) {
-			size_t k = et->n_envfiles;
-
-			if (!*v) {
-				strv_free(et->envfiles);
-				et->envfiles = NULL;
-				et->n_envfiles = 0;
-			} else {
-				r = strv_push(&et->envfiles, &k, v);
-				et->n_envfiles = k;
-			}
-		} else if (!strcmp(n, "WorkingDirectory"))
-			r = dupopt(&et->dir, v);
-		else if (!strcmp(n, "User"))
-			r = dupopt(&et->user, v);
-		else if (!strcmp(n, "Group"))
-			r = dupopt(&et->group, v);
-		else if (!strcmp(n, "PIDFile"))
-			r = dupopt(&et->pidfile, v);
-	}
-	if (r >= 0 && !et->start.n && !(et->type == TYPE_ONESHOT)) {
-		*why = "no ExecStart= in [Service]";
-		r = -EINVAL;
-	}
-	if (r >= 0 && et->type != TYPE_ONESHOT && et->start.n > 1) {
-		*why = "more than one ExecStart= is only allowed for Type=oneshot";
-		r = -EINVAL;
-	}
-	return r;
 }
 
 /* ---- reports ---- */
@@ -591,24 +284,35 @@ static void run_set_ident(struct run *r, long pid)
 	buf_release(&b);
 }
 
-static int shim_starttime(long pid, unsigned long long *ret)
+/* Reads a small file whole into data (NUL-terminated, at most size - 1 bytes). Returns 0, -errno
+ * of open, or -EIO when nothing could be read. */
+static int read_small(const char *path, char *data, size_t size)
 {
-	struct buf path = BUF_INIT;
-	char data[1024], *p;
 	ssize_t n;
-	int fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (buf_printf(&path, "/proc/%ld/stat", pid) < 0)
-		return -ENOMEM;
-	fd = open(path.data, O_RDONLY | O_CLOEXEC);
-	buf_release(&path);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, data, sizeof(data) - 1);
+	n = read(fd, data, size - 1);
 	close(fd);
 	if (n <= 0)
 		return -EIO;
 	data[n] = '\0';
+	return 0;
+}
+
+static int shim_starttime(long pid, unsigned long long *ret)
+{
+	struct buf path = BUF_INIT;
+	char data[1024], *p;
+	int r;
+
+	if (buf_printf(&path, "/proc/%ld/stat", pid) < 0)
+		return -ENOMEM;
+	r = read_small(path.data, data, sizeof(data));
+	buf_release(&path);
+	if (r < 0)
+		return r;
 	/* comm may hold spaces and parens: fields count from the last ')'. starttime is field 22.
 	 */
 	p = strrchr(data, ')');
@@ -680,7 +384,7 @@ static void fail_message(struct run *r, const char *payload)
 }
 
 static void on_forking_started(struct exec_task *et, struct run *r);
-static void main_started(struct exec_task *et);
+static void enter_start_post(struct exec_task *et);
 
 static void run_frame(struct run *r, int type, const char *p, size_t len)
 {
@@ -700,12 +404,12 @@ static void run_frame(struct run *r, int type, const char *p, size_t len)
 			r->argv0 = name;
 			name = NULL;
 			run_set_ident(r, r->main_pid ? r->main_pid : pid);
-			if (r->is_main && !et->main_pid && et->type != TYPE_FORKING) {
+			if (r->is_main && !et->main_pid && et->conf.type != TYPE_FORKING) {
 				et->main_pid = pid;
 				et->main_pgid = pid;
 				make_handle(et, r);
 				if (et->phase == PH_START)
-					main_started(et);
+					enter_start_post(et);
 			}
 		}
 		free(name);
@@ -830,12 +534,12 @@ static void spawn_child(struct exec_task *et, int sock, char **argv)
 			break;
 		close(fd);
 	}
-	execve(argv[0], argv, et->env);
+	execve(argv[0], argv, et->conf.env);
 	_exit(127);
 }
 
 /* Start `c` under a shim. `is_main` gets the listening socket and the status file. */
-static int run_spawn(struct exec_task *et, const char *kind, const struct cmd *c, bool is_main,
+static int run_spawn(struct exec_task *et, const char *kind, const struct exec_cmd *c, bool is_main,
                      struct run **ret)
 {
 	struct exec_drv *d = et->d;
@@ -857,46 +561,46 @@ static int run_spawn(struct exec_task *et, const char *kind, const struct cmd *c
 	run->code = -1;
 	buf_init(&run->in);
 
-	r = strv_push(&argv, &n, d->shim_path);
-	r = r ?: strv_push(&argv, &n, "-s");
-	r = r ?: strv_push(&argv, &n, "3");
+	r = drv_strv_push(&argv, &n, d->shim_path);
+	r = r ?: drv_strv_push(&argv, &n, "-s");
+	r = r ?: drv_strv_push(&argv, &n, "3");
 	if (is_main) {
-		r = r ?: strv_push(&argv, &n, "-l");
+		r = r ?: drv_strv_push(&argv, &n, "-l");
 		r = r ?: buf_printf(&status, "%s/%s", et->t->state_dir, SHIM_STATUS_FILE);
-		r = r ?: strv_push(&argv, &n, "-S");
-		r = r ?: strv_push(&argv, &n, status.data);
+		r = r ?: drv_strv_push(&argv, &n, "-S");
+		r = r ?: drv_strv_push(&argv, &n, status.data);
 		if (r >= 0)
 			unlink(status.data);
 	}
-	if (et->dir) {
-		r = r ?: strv_push(&argv, &n, "-d");
-		r = r ?: strv_push(&argv, &n, et->dir);
+	if (et->conf.dir) {
+		r = r ?: drv_strv_push(&argv, &n, "-d");
+		r = r ?: drv_strv_push(&argv, &n, et->conf.dir);
 	}
-	if (et->user && !c->privileged) {
-		r = r ?: strv_push(&argv, &n, "-u");
-		r = r ?: strv_push(&argv, &n, et->user);
+	if (et->conf.user && !c->privileged) {
+		r = r ?: drv_strv_push(&argv, &n, "-u");
+		r = r ?: drv_strv_push(&argv, &n, et->conf.user);
 	}
-	if (et->group && !c->privileged) {
-		r = r ?: strv_push(&argv, &n, "-g");
-		r = r ?: strv_push(&argv, &n, et->group);
+	if (et->conf.group && !c->privileged) {
+		r = r ?: drv_strv_push(&argv, &n, "-g");
+		r = r ?: drv_strv_push(&argv, &n, et->conf.group);
 	}
-	for (size_t i = 0; i < et->n_envfiles; i++) {
-		r = r ?: strv_push(&argv, &n, "-e");
-		r = r ?: strv_push(&argv, &n, et->envfiles[i]);
+	for (size_t i = 0; i < et->conf.n_envfiles; i++) {
+		r = r ?: drv_strv_push(&argv, &n, "-e");
+		r = r ?: drv_strv_push(&argv, &n, et->conf.envfiles[i]);
 	}
-	if (is_main && et->type == TYPE_FORKING) {
-		r = r ?: strv_push(&argv, &n, "-f");
-		if (et->pidfile) {
-			r = r ?: strv_push(&argv, &n, "-p");
-			r = r ?: strv_push(&argv, &n, et->pidfile);
+	if (is_main && et->conf.type == TYPE_FORKING) {
+		r = r ?: drv_strv_push(&argv, &n, "-f");
+		if (et->conf.pidfile) {
+			r = r ?: drv_strv_push(&argv, &n, "-p");
+			r = r ?: drv_strv_push(&argv, &n, et->conf.pidfile);
 		}
 	}
 	if (c->argv0_swap)
-		r = r ?: strv_push(&argv, &n, "-a");
+		r = r ?: drv_strv_push(&argv, &n, "-a");
 	if (c->noexpand)
-		r = r ?: strv_push(&argv, &n, "-E");
-	r = r ?: strv_push(&argv, &n, "--");
-	r = r ?: strv_push(&argv, &n, c->line);
+		r = r ?: drv_strv_push(&argv, &n, "-E");
+	r = r ?: drv_strv_push(&argv, &n, "--");
+	r = r ?: drv_strv_push(&argv, &n, c->line);
 	buf_release(&status);
 	if (r < 0)
 		goto fail;
@@ -923,7 +627,7 @@ static int run_spawn(struct exec_task *et, const char *kind, const struct cmd *c
 	ev_child_start(d->host->loop, &run->child);
 	ev_io_init(&run->io, run_io_cb, run->fd, EV_READ);
 	ev_io_start(d->host->loop, &run->io);
-	strv_free(argv);
+	drv_strv_free(argv);
 	*ret = run;
 	return 0;
 fail:
@@ -931,7 +635,7 @@ fail:
 		close(sv[0]);
 	if (sv[1] >= 0)
 		close(sv[1]);
-	strv_free(argv);
+	drv_strv_free(argv);
 	run_free(run);
 	return r;
 }
@@ -1007,19 +711,29 @@ static void timer_arm(struct exec_task *et, unsigned ms)
 	}
 }
 
-static const struct cmdlist *phase_list(struct exec_task *et)
+/* Starts the command list of ph (ExecStartPre= or ExecStop=) under a timeout of timeout_ms. */
+static void enter_phase(struct exec_task *et, enum phase ph, unsigned timeout_ms)
+{
+	et->phase = ph;
+	et->idx = 0;
+	report(et);
+	timer_arm(et, timeout_ms);
+	task_next(et);
+}
+
+static const struct exec_cmdlist *phase_list(struct exec_task *et)
 {
 	switch (et->phase) {
 	case PH_START_PRE:
-		return &et->pre;
+		return &et->conf.pre;
 	case PH_START:
-		return &et->start;
+		return &et->conf.start;
 	case PH_START_POST:
-		return &et->post;
+		return &et->conf.post;
 	case PH_STOP:
-		return &et->stop;
+		return &et->conf.stop;
 	case PH_STOP_POST:
-		return &et->stop_post;
+		return &et->conf.stop_post;
 	default:
 		return NULL;
 	}
@@ -1044,18 +758,14 @@ static const char *phase_kind(enum phase ph)
 static void enter_running(struct exec_task *et)
 {
 	ev_timer_stop(et->d->host->loop, &et->timer);
-	if (et->type == TYPE_ONESHOT) {
-		if (et->remain) {
+	if (et->conf.type == TYPE_ONESHOT) {
+		if (et->conf.remain) {
 			free(et->handle);
 			et->handle = strdup("exited");
 			set_phase(et, PH_EXITED);
 		} else {
 			set_result(et, "success", -1, 0);
-			et->phase = PH_STOP;
-			et->idx = 0;
-			report(et);
-			timer_arm(et, et->stop_ms);
-			task_next(et);
+			enter_phase(et, PH_STOP, et->conf.stop_ms);
 		}
 		return;
 	}
@@ -1064,11 +774,7 @@ static void enter_running(struct exec_task *et)
 		if (et->result && strcmp(et->result, "success"))
 			task_stop_sigterm(et, NULL);
 		else {
-			et->phase = PH_STOP;
-			et->idx = 0;
-			report(et);
-			timer_arm(et, et->stop_ms);
-			task_next(et);
+			enter_phase(et, PH_STOP, et->conf.stop_ms);
 		}
 		return;
 	}
@@ -1078,7 +784,7 @@ static void enter_running(struct exec_task *et)
 static void start_main(struct exec_task *et)
 {
 	struct run *r;
-	int err = run_spawn(et, "ExecStart", &et->start.v[0], true, &r);
+	int err = run_spawn(et, "ExecStart", &et->conf.start.v[0], true, &r);
 
 	if (err < 0) {
 		struct buf b = BUF_INIT;
@@ -1093,18 +799,20 @@ static void start_main(struct exec_task *et)
 	et->main = r;
 	/* The pid is known once the shim's first frame arrives; the handle needs only the shim. */
 	make_handle(et, r);
-	if (et->type == TYPE_FORKING) {
+	if (et->conf.type == TYPE_FORKING) {
 		et->forked_pgid = 0;
 		return; /* stays in "start" until the start process ends (SHIM_START) */
 	}
 }
 
-/* Type=simple: the main process exists (its pid is known); systemd moves on at once. */
-static void main_started(struct exec_task *et)
+/* On to ExecStartPost=: Type=simple once the main process exists (its pid is known), oneshot
+ * once every ExecStart= is done. systemd moves on at once and shows "start-post" only when there
+ * is something to run. */
+static void enter_start_post(struct exec_task *et)
 {
 	et->phase = PH_START_POST;
 	et->idx = 0;
-	if (et->post.n)
+	if (et->conf.post.n)
 		report(et);
 	task_next(et);
 }
@@ -1126,12 +834,12 @@ static void on_forking_started(struct exec_task *et, struct run *r)
 /* Run the next command of the current list, or move on to the next phase. */
 static void task_next(struct exec_task *et)
 {
-	const struct cmdlist *l = phase_list(et);
+	const struct exec_cmdlist *l = phase_list(et);
 	struct run *r;
 	int err;
 
 	if (l && et->idx < l->n) {
-		if (et->phase == PH_START && et->type != TYPE_ONESHOT) {
+		if (et->phase == PH_START && et->conf.type != TYPE_ONESHOT) {
 			start_main(et);
 			return;
 		}
@@ -1152,12 +860,13 @@ static void task_next(struct exec_task *et)
 	case PH_START_PRE:
 		et->phase = PH_START;
 		et->idx = 0;
-		if (et->type == TYPE_ONESHOT || et->type == TYPE_FORKING || !et->post.n) {
+		if (et->conf.type == TYPE_ONESHOT || et->conf.type == TYPE_FORKING ||
+		    !et->conf.post.n) {
 			/* simple: systemd goes straight on; only oneshot/forking show "start" */
-			if (et->type != TYPE_SIMPLE)
+			if (et->conf.type != TYPE_SIMPLE)
 				report(et);
 		}
-		if (et->type == TYPE_SIMPLE) {
+		if (et->conf.type == TYPE_SIMPLE) {
 			/* on to start-post when the shim has said the pid (main_started) */
 			start_main(et);
 			return;
@@ -1166,11 +875,7 @@ static void task_next(struct exec_task *et)
 		return;
 	case PH_START:
 		/* oneshot: every ExecStart= done */
-		et->phase = PH_START_POST;
-		et->idx = 0;
-		if (et->post.n)
-			report(et);
-		task_next(et);
+		enter_start_post(et);
 		return;
 	case PH_START_POST:
 		enter_running(et);
@@ -1198,8 +903,8 @@ static void task_stop_sigterm(struct exec_task *et, const char *result)
 	}
 	et->phase = PH_STOP_SIGTERM;
 	report(et);
-	kill_groups(et, et->kill_signal);
-	timer_arm(et, et->stop_ms);
+	kill_groups(et, et->conf.kill_signal);
+	timer_arm(et, et->conf.stop_ms);
 }
 
 static void task_stop_sigkill(struct exec_task *et)
@@ -1209,7 +914,7 @@ static void task_stop_sigkill(struct exec_task *et)
 	kill_groups(et, SIGKILL);
 	/* SIGKILL cannot be refused; the timer only guards against a process stuck in the kernel.
 	 */
-	timer_arm(et, et->stop_ms ? et->stop_ms : DEFAULT_TIMEOUT_MS);
+	timer_arm(et, et->conf.stop_ms ? et->conf.stop_ms : EXEC_DEFAULT_TIMEOUT_MS);
 }
 
 static void task_stop_post(struct exec_task *et)
@@ -1218,9 +923,9 @@ static void task_stop_post(struct exec_task *et)
 
 	et->phase = PH_STOP_POST;
 	et->idx = 0;
-	if (et->stop_post.n) {
+	if (et->conf.stop_post.n) {
 		report(et);
-		timer_arm(et, et->stop_ms);
+		timer_arm(et, et->conf.stop_ms);
 	} else {
 		ev_timer_stop(loop, &et->timer);
 	}
@@ -1266,11 +971,11 @@ static bool clean_exit(struct exec_task *et, int code, int sig, bool main)
 	if (!sig)
 		return code == 0;
 	/* Daemons (not oneshot commands) dying of the usual termination signals exit cleanly. */
-	if (main && et->type != TYPE_ONESHOT &&
+	if (main && et->conf.type != TYPE_ONESHOT &&
 	    (sig == SIGHUP || sig == SIGINT || sig == SIGTERM || sig == SIGPIPE))
 		return true;
 	/* And anything dying of the signal we sent it while stopping. */
-	return et->phase >= PH_STOP && et->phase <= PH_STOP_SIGTERM && sig == et->kill_signal;
+	return et->phase >= PH_STOP && et->phase <= PH_STOP_SIGTERM && sig == et->conf.kill_signal;
 }
 
 static void report_process(struct exec_task *et, struct run *r, int code, int sig)
@@ -1288,14 +993,14 @@ static void main_finished(struct exec_task *et, struct run *r)
 	run_outcome(r, &code, &sig);
 	et->main = NULL;
 	et->main_ended = true;
-	if (et->type != TYPE_FORKING) {
+	if (et->conf.type != TYPE_FORKING) {
 		report_process(et, r, code, sig);
 	} else if (r->main_pid) {
 		/* the start process was reported when it ended; this is the daemon it left */
 		r->pid = r->main_pid;
 		report_process(et, r, code, sig);
 	}
-	ok = clean_exit(et, code, sig, true) && !(et->type == TYPE_FORKING && !r->got_start);
+	ok = clean_exit(et, code, sig, true) && !(et->conf.type == TYPE_FORKING && !r->got_start);
 	if (r->fail_msg)
 		ok = false;
 	if (!ok) {
@@ -1329,11 +1034,7 @@ static void main_finished(struct exec_task *et, struct run *r)
 		if (!ok) {
 			task_stop_sigterm(et, NULL);
 		} else {
-			et->phase = PH_STOP;
-			et->idx = 0;
-			report(et);
-			timer_arm(et, et->stop_ms);
-			task_next(et);
+			enter_phase(et, PH_STOP, et->conf.stop_ms);
 		}
 		break;
 	default:
@@ -1343,7 +1044,7 @@ static void main_finished(struct exec_task *et, struct run *r)
 
 static void control_finished(struct exec_task *et, struct run *r)
 {
-	const struct cmd *c = r->cmd;
+	const struct exec_cmd *c = r->cmd;
 	int code, sig;
 	bool ok;
 
@@ -1418,8 +1119,9 @@ static struct exec_task *task_new(struct exec_drv *d, struct flt_task *t, int *r
 	}
 	et->d = d;
 	et->t = t;
+	et->code = -1;
 	ev_init(&et->timer, timer_cb);
-	r = task_parse(et, &why);
+	r = exec_conf_parse(&et->conf, t, &why);
 	if (r < 0) {
 		flt_log(d->host, FLT_LOG_ERROR, "%s: cannot run: %s", t->unit,
 		        why ? why : strerror(-r));
@@ -1444,11 +1146,7 @@ static int exec_start(struct flt_drv *drv, struct flt_task *t)
 	et = task_new(d, t, &r);
 	if (!et)
 		return r;
-	et->phase = PH_START_PRE;
-	et->idx = 0;
-	report(et);
-	timer_arm(et, et->start_ms);
-	task_next(et);
+	enter_phase(et, PH_START_PRE, et->conf.start_ms);
 	return 0;
 }
 
@@ -1458,13 +1156,10 @@ static int exec_stop(struct flt_drv *drv, struct flt_task *t, unsigned timeout_m
 	struct exec_task *et = t->drv_data;
 
 	if (!et) {
-		struct flt_status st = {
-		    .active = FLT_INACTIVE, .sub = "dead", .exit_code = -1, .result = "success"};
-
-		d->host->task_status(t, &st);
+		drv_report_stopped(d->host, t);
 		return 0;
 	}
-	et->stop_ms = timeout_ms;
+	et->conf.stop_ms = timeout_ms;
 	switch (et->phase) {
 	case PH_START_PRE:
 	case PH_START:
@@ -1474,11 +1169,7 @@ static int exec_stop(struct flt_drv *drv, struct flt_task *t, unsigned timeout_m
 		break;
 	case PH_RUNNING:
 	case PH_EXITED:
-		et->phase = PH_STOP;
-		et->idx = 0;
-		report(et);
-		timer_arm(et, et->stop_ms);
-		task_next(et);
+		enter_phase(et, PH_STOP, et->conf.stop_ms);
 		break;
 	default:
 		break; /* already on its way down */
@@ -1490,20 +1181,14 @@ static int read_status_file(struct exec_task *et, int *code, int *sig)
 {
 	struct buf path = BUF_INIT;
 	char data[128];
-	ssize_t n;
-	int fd;
+	int r;
 
 	if (buf_printf(&path, "%s/%s", et->t->state_dir, SHIM_STATUS_FILE) < 0)
 		return -ENOMEM;
-	fd = open(path.data, O_RDONLY | O_CLOEXEC);
+	r = read_small(path.data, data, sizeof(data));
 	buf_release(&path);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, data, sizeof(data) - 1);
-	close(fd);
-	if (n <= 0)
-		return -EIO;
-	data[n] = '\0';
+	if (r < 0)
+		return r;
 	return sscanf(data, "%d %d", code, sig) == 2 ? 0 : -EIO;
 }
 
@@ -1528,6 +1213,33 @@ static int connect_shim(long pid)
 	return fd;
 }
 
+/* The main run of an adopted task, linked in and running: watching the shim's socket fd, or with
+ * fd < 0 one whose end the status file told. NULL when out of memory. */
+static struct run *adopt_main(struct exec_task *et, int fd)
+{
+	struct run *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->et = et;
+	r->kind = "ExecStart";
+	r->cmd = &et->conf.start.v[0];
+	r->is_main = true;
+	r->fd = fd;
+	r->got_start = true;
+	buf_init(&r->in);
+	ev_init(&r->child, run_child_cb);
+	if (fd >= 0)
+		ev_io_init(&r->io, run_io_cb, fd, EV_READ);
+	else
+		ev_init(&r->io, run_io_cb);
+	r->next = et->runs;
+	et->runs = r;
+	et->main = r;
+	et->phase = PH_RUNNING;
+	return r;
+}
+
 static int exec_adopt(struct flt_drv *drv, struct flt_task *t)
 {
 	struct exec_drv *d = (struct exec_drv *)drv;
@@ -1543,7 +1255,7 @@ static int exec_adopt(struct flt_drv *drv, struct flt_task *t)
 	if (!et)
 		return err;
 	et->adopted = true;
-	if (!strcmp(t->handle, "exited") && et->type == TYPE_ONESHOT) {
+	if (!strcmp(t->handle, "exited") && et->conf.type == TYPE_ONESHOT) {
 		et->handle = strdup("exited");
 		set_phase(et, PH_EXITED);
 		return 0;
@@ -1556,7 +1268,7 @@ static int exec_adopt(struct flt_drv *drv, struct flt_task *t)
 	et->main_pid = main_pid;
 	et->main_pgid =
 	    main_pid > 1 && getpgid((pid_t)main_pid) > 1 ? getpgid((pid_t)main_pid) : pgid;
-	if (et->type == TYPE_FORKING)
+	if (et->conf.type == TYPE_FORKING)
 		et->forked_pgid = pgid;
 	if (shim_starttime(shim_pid, &now) == 0 && now == st)
 		fd = connect_shim(shim_pid);
@@ -1568,57 +1280,31 @@ static int exec_adopt(struct flt_drv *drv, struct flt_task *t)
 			err = -ENOENT;
 			goto fail;
 		}
-		r = calloc(1, sizeof(*r));
+		r = adopt_main(et, -1);
 		if (!r) {
 			err = -ENOMEM;
 			goto fail;
 		}
-		r->et = et;
-		r->kind = "ExecStart";
-		r->cmd = &et->start.v[0];
-		r->is_main = true;
-		r->fd = -1;
 		r->pid = main_pid;
 		r->got_exit = true;
 		r->code = code;
 		r->sig = sig;
-		r->got_start = true;
-		buf_init(&r->in);
-		ev_init(&r->io, run_io_cb);
-		ev_init(&r->child, run_child_cb);
 		r->eof = true;
-		r->next = et->runs;
-		et->runs = r;
-		et->main = r;
-		et->phase = PH_RUNNING;
 		report(et);
 		run_maybe_done(r);
 		return 0;
 	}
-	r = calloc(1, sizeof(*r));
+	r = adopt_main(et, fd);
 	if (!r) {
 		close(fd);
 		err = -ENOMEM;
 		goto fail;
 	}
-	r->et = et;
-	r->kind = "ExecStart";
-	r->cmd = &et->start.v[0];
-	r->is_main = true;
 	r->shim_pid = (pid_t)shim_pid;
-	r->fd = fd;
 	r->pgid = pgid;
 	r->code = -1;
-	r->got_start = true;
-	r->main_pid = et->type == TYPE_FORKING ? main_pid : 0;
-	buf_init(&r->in);
-	ev_init(&r->child, run_child_cb);
-	ev_io_init(&r->io, run_io_cb, fd, EV_READ);
+	r->main_pid = et->conf.type == TYPE_FORKING ? main_pid : 0;
 	ev_io_start(d->host->loop, &r->io);
-	r->next = et->runs;
-	et->runs = r;
-	et->main = r;
-	et->phase = PH_RUNNING;
 	report(et);
 	return 0;
 fail:
@@ -1700,7 +1386,4 @@ static const struct flt_drv_ops exec_ops = {
     .close = exec_close,
 };
 
-__attribute__((visibility("default"))) const struct flt_drv_ops *flt_driver_entry(void)
-{
-	return &exec_ops;
-}
+DRV_ENTRY(exec_ops)

@@ -6,8 +6,8 @@
  * Every rkt invocation is a child watched with ev_child. The helpers' stdout+stderr come back
  * through a non-blocking pipe and are parsed when they exit; `rkt run` writes into a file of the
  * task's state_dir that is followed with ev_stat and fed to the unit's journal, so the pod keeps
- * its stdout (and the journal its output) across a daemon restart. The handle is the pod uuid, read from
- * the --uuid-file-save file in the task's state_dir (polled: rkt writes it once the pod is
+ * its stdout (and the journal its output) across a daemon restart. The handle is the pod uuid, read
+ * from the --uuid-file-save file in the task's state_dir (polled: rkt writes it once the pod is
  * prepared, and that is also when we call the unit running).
  *
  * Unit options, all in [X-Flotilla]: Image= (required), Command= (the app's command line: first
@@ -28,6 +28,7 @@
 
 #include <flotilla/driver.h>
 
+#include "../common/drvutil.h"
 #include "util/buf.h"
 #include "util/util.h"
 
@@ -37,8 +38,6 @@
 #define HELPER_OUT_MAX   (64u * 1024u) /* `rkt status` prints a dozen lines */
 #define UUID_FILE        "rkt-uuid"
 #define LOG_FILE         "rkt-output"
-
-#define EXPORT __attribute__((visibility("default")))
 
 struct rkt_task;
 
@@ -90,29 +89,6 @@ static void cmd_finished(struct rcmd *c, int wstatus, int exec_errno);
 
 /* ---- small helpers ---- */
 
-static void strv_free(char **v)
-{
-	if (!v)
-		return;
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-static int strv_push(char ***v, size_t *n, const char *s)
-{
-	char **nv = realloc(*v, (*n + 2) * sizeof(**v));
-
-	if (!nv)
-		return -ENOMEM;
-	*v = nv;
-	nv[*n] = strdup(s);
-	if (!nv[*n])
-		return -ENOMEM;
-	nv[++*n] = NULL;
-	return 0;
-}
-
 static int strv_pushf(char ***v, size_t *n, const char *a, const char *b)
 {
 	struct buf s = BUF_INIT;
@@ -121,7 +97,7 @@ static int strv_pushf(char ***v, size_t *n, const char *a, const char *b)
 	if (r >= 0)
 		r = buf_puts(&s, b);
 	if (r >= 0)
-		r = strv_push(v, n, s.data);
+		r = drv_strv_push(v, n, s.data);
 	buf_release(&s);
 	return r;
 }
@@ -160,7 +136,7 @@ static int split_words(const char *s, char ***v, size_t *n)
 			have = true;
 		}
 		if (have) {
-			r = strv_push(v, n, w.data ? w.data : "");
+			r = drv_strv_push(v, n, w.data ? w.data : "");
 			if (r < 0)
 				goto out;
 		}
@@ -361,18 +337,18 @@ static int helper_argv(struct rkt_drv *d, const char *verb, const char *flag, co
 {
 	char **v = NULL;
 	size_t n = 0;
-	int r = strv_push(&v, &n, d->rkt_path);
+	int r = drv_strv_push(&v, &n, d->rkt_path);
 
 	if (r >= 0 && d->rkt_dir)
 		r = strv_pushf(&v, &n, "--dir=", d->rkt_dir);
 	if (r >= 0)
-		r = strv_push(&v, &n, verb);
+		r = drv_strv_push(&v, &n, verb);
 	if (r >= 0 && flag)
-		r = strv_push(&v, &n, flag);
+		r = drv_strv_push(&v, &n, flag);
 	if (r >= 0)
-		r = strv_push(&v, &n, uuid);
+		r = drv_strv_push(&v, &n, uuid);
 	if (r < 0) {
-		strv_free(v);
+		drv_strv_free(v);
 		return r;
 	}
 	*ret = v;
@@ -391,7 +367,7 @@ static int helper_spawn(struct rkt_drv *d, struct rkt_task *owner, enum cmd_kind
 	if (r < 0)
 		return r;
 	r = cmd_spawn(d, owner, kind, argv, -1, &c);
-	strv_free(argv);
+	drv_strv_free(argv);
 	if (r >= 0 && ret)
 		*ret = c;
 	return r;
@@ -451,7 +427,7 @@ static void task_free(struct rkt_task *rt)
 			cmd_free(*cp);
 			*cp = NULL;
 		}
-	strv_free(rt->argv);
+	drv_strv_free(rt->argv);
 	free(rt->uuid);
 	free(rt->uuid_path);
 	free(rt);
@@ -798,11 +774,11 @@ static int run_argv(struct rkt_task *rt, const char **why)
 	}
 	r = cmd ? split_words(cmd, &words, &nw) : 0;
 	if (r >= 0)
-		r = strv_push(&v, &n, rt->d->rkt_path);
+		r = drv_strv_push(&v, &n, rt->d->rkt_path);
 	if (r >= 0 && rt->d->rkt_dir)
 		r = strv_pushf(&v, &n, "--dir=", rt->d->rkt_dir);
 	if (r >= 0)
-		r = strv_push(&v, &n, "run");
+		r = drv_strv_push(&v, &n, "run");
 	if (r >= 0)
 		r = strv_pushf(&v, &n, "--uuid-file-save=", rt->uuid_path);
 	if (r >= 0 && net)
@@ -810,20 +786,20 @@ static int run_argv(struct rkt_task *rt, const char **why)
 	if (r >= 0 && insecure)
 		r = strv_pushf(&v, &n, "--insecure-options=", insecure);
 	if (r >= 0)
-		r = strv_push(&v, &n, image);
+		r = drv_strv_push(&v, &n, image);
 	if (r >= 0 && nw > 0) {
 		r = strv_pushf(&v, &n, "--exec=", words[0]);
 		if (r >= 0 && nw > 1) {
-			r = strv_push(&v, &n, "--");
+			r = drv_strv_push(&v, &n, "--");
 			for (size_t i = 1; r >= 0 && i < nw; i++)
-				r = strv_push(&v, &n, words[i]);
+				r = drv_strv_push(&v, &n, words[i]);
 			if (r >= 0)
-				r = strv_push(&v, &n, "---");
+				r = drv_strv_push(&v, &n, "---");
 		}
 	}
-	strv_free(words);
+	drv_strv_free(words);
 	if (r < 0) {
-		strv_free(v);
+		drv_strv_free(v);
 		return r;
 	}
 	rt->argv = v;
@@ -1028,7 +1004,4 @@ static const struct flt_drv_ops rkt_ops = {
     .close = rkt_close,
 };
 
-EXPORT const struct flt_drv_ops *flt_driver_entry(void)
-{
-	return &rkt_ops;
-}
+DRV_ENTRY(rkt_ops)

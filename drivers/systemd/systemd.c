@@ -29,10 +29,9 @@
 
 #include <flotilla/driver.h>
 
+#include "../common/drvutil.h"
 #include "util/buf.h"
 #include "util/util.h"
-
-#define EXPORT __attribute__((visibility("default")))
 
 #define SD_DEST       "org.freedesktop.systemd1"
 #define SD_PATH       "/org/freedesktop/systemd1"
@@ -568,6 +567,27 @@ fail:
 	return NULL;
 }
 
+/* What start() and adopt() begin with: a new task following the unit `name` (NULL: the unit
+ * cannot be run here). -EALREADY, -ENOTCONN (the bus is gone), -EINVAL, or task_new's error. */
+static int task_begin(struct sd_drv *d, struct flt_task *t, const char *name,
+                      struct sd_task **ret_st)
+{
+	struct sd_task *st;
+	int r;
+
+	if (t->drv_data)
+		return -EALREADY;
+	if (d->broken)
+		return -ENOTCONN;
+	if (!name)
+		return -EINVAL;
+	st = task_new(d, t, name, &r);
+	if (!st)
+		return r;
+	*ret_st = st;
+	return 0;
+}
+
 static void task_link(struct sd_task *st)
 {
 	st->next = st->d->tasks;
@@ -624,17 +644,12 @@ out:
 static int sd_start(struct flt_drv *drv, struct flt_task *t)
 {
 	struct sd_drv *d = (struct sd_drv *)drv;
-	struct sd_task *st;
+	bool runnable = t->unit_text && !strchr(t->unit, '/') && t->unit[0] != '.';
+	struct sd_task *st = NULL;
 	int r;
 
-	if (t->drv_data)
-		return -EALREADY;
-	if (d->broken)
-		return -ENOTCONN;
-	if (!t->unit_text || strchr(t->unit, '/') || t->unit[0] == '.')
-		return -EINVAL;
-	st = task_new(d, t, t->unit, &r);
-	if (!st)
+	r = task_begin(d, t, runnable ? t->unit : NULL, &st);
+	if (r < 0)
 		return r;
 	r = write_unit(st, t->unit_text);
 	if (r < 0) {
@@ -669,10 +684,7 @@ static int sd_stop(struct flt_drv *drv, struct flt_task *t, unsigned timeout_ms)
 	int r;
 
 	if (!st) {
-		struct flt_status s = {
-		    .active = FLT_INACTIVE, .sub = "dead", .exit_code = -1, .result = "success"};
-
-		d->host->task_status(t, &s);
+		drv_report_stopped(d->host, t);
 		return 0;
 	}
 	if (st->stopping)
@@ -711,15 +723,11 @@ static int sd_stop(struct flt_drv *drv, struct flt_task *t, unsigned timeout_ms)
 static int sd_adopt(struct flt_drv *drv, struct flt_task *t)
 {
 	struct sd_drv *d = (struct sd_drv *)drv;
-	struct sd_task *st;
+	struct sd_task *st = NULL;
 	int r;
 
-	if (t->drv_data)
-		return -EALREADY;
-	if (d->broken)
-		return -ENOTCONN;
-	st = task_new(d, t, t->handle && *t->handle ? t->handle : t->unit, &r);
-	if (!st)
+	r = task_begin(d, t, t->handle && *t->handle ? t->handle : t->unit, &st);
+	if (r < 0)
 		return r;
 	st->adopting = true;
 	task_link(st);
@@ -860,7 +868,4 @@ static const struct flt_drv_ops sd_ops = {
     .close = sd_close,
 };
 
-EXPORT const struct flt_drv_ops *flt_driver_entry(void)
-{
-	return &sd_ops;
-}
+DRV_ENTRY(sd_ops)

@@ -543,13 +543,13 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	if (a->cfg.fence && !a->fenced &&
-	    now - a->last_ok_ns > (int64_t)a->cfg.ttl_ms * 1000000) {
+	    now - a->last_ok_ns > (int64_t)a->cfg.fence_ms * 1000000) {
 		int n = runner_stop_all(a->runner);
 
 		a->fenced = true;
 		log_warn("agent: no heartbeat reached the leader for %u ms: stopping %d unit(s) "
 			 "(another machine may run them now)",
-			 a->cfg.ttl_ms, n);
+			 a->cfg.fence_ms, n);
 	}
 	if (!a->hb_in_flight) {
 		struct buf url = BUF_INIT;
@@ -725,6 +725,8 @@ int agent_new(struct ev_loop *loop, struct hcli *http, struct runner *runner,
 	}
 	if (!a->cfg.ttl_ms)
 		a->cfg.ttl_ms = 3000;
+	if (!a->cfg.fence_ms)
+		a->cfg.fence_ms = a->cfg.ttl_ms;
 	if (!a->cfg.memory) {
 		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
 

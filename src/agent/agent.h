@@ -24,7 +24,9 @@ struct agent_config {
 	const char *metadata;  /* "k=v,k2=v2" */
 	const char *endpoint;  /* this node's advertised client URL (journals are fetched there) */
 	unsigned ttl_ms;       /* heartbeat silence after which the leader declares us dead */
-	bool fence;            /* stop our units when cut off for longer than ttl_ms */
+	bool fence;            /* stop our units when cut off for longer than fence_ms */
+	unsigned fence_ms;     /* 0: ttl_ms; the daemon adds an election's worth to the TTL so that
+	                        * a leader election does not stop every unit of the cluster */
 	uint64_t memory;       /* bytes units may use (0: detected) */
 	uint64_t cpus;         /* milli-CPUs (0: detected) */
 	const char *hostname;

@@ -4,7 +4,8 @@
  * (auto-restart, start limit, dependencies). Entry points (API calls, driver callbacks, timers)
  * only record what happened; the decisions that follow (start what may start, free what ended)
  * are taken when the outermost entry point leaves, so a driver calling back from inside start()
- * or stop() never finds a unit freed under it. */
+ * or stop() never finds a unit freed under it. A unit's settings are read in runner_conf.c; what
+ * it reports, its state file and its status are in runner_state.c. */
 #include "agent/runner.h"
 
 #include <dirent.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "agent/journal.h"
+#include "agent/runner_int.h"
 #include "driver/host.h"
 #include "flotilla/driver.h"
 #include "unit/unit.h"
@@ -29,125 +31,7 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define RUNNER_MAX_UNITS 4096      /* a machine running more is misconfigured */
-#define RUNNER_MAX_PROCS 16        /* "Process:" lines kept per unit */
-#define RUNNER_MAX_TEXT  (1 << 20) /* unit file size */
-#define RUNNER_MAX_BURST 1000      /* StartLimitBurst= cap (start times are kept per start) */
-#define SYSTEMD_IDENT    "systemd[1]"
-
-enum restart_mode {
-	RESTART_NO,
-	RESTART_ON_SUCCESS,
-	RESTART_ON_FAILURE,
-	RESTART_ON_ABNORMAL,
-	RESTART_ON_WATCHDOG,
-	RESTART_ON_ABORT,
-	RESTART_ALWAYS,
-};
-
-struct ru_proc {
-	char *kind, *command;
-	int64_t pid;
-	int exit_code, exit_signal;
-};
-
-struct ru_unit;
-
-/* One run of a unit: the task the driver holds, and the copies of everything it points to, so a
- * unit can take new text while its old run is still stopping. */
-struct ru_run {
-	struct flt_task task;
-	struct ru_unit *u; /* NULL once detached (ended) */
-	const struct drv_entry *drv;
-	struct unit_file opts_file;
-	struct flt_option *opts;
-	char *name, *machine_id, *text, *state_dir, *handle;
-	struct buf partial; /* output not yet ended by a newline */
-	char *partial_ident;
-	unsigned timeout_stop_ms; /* the run's own: a new text must not change how the old stops */
-	bool stopping, ended, started_logged;
-	struct ru_run *next_dead;
-};
-
-struct ru_unit {
-	struct ru_unit *next;
-	struct runner *r;
-	char *name, *text, *hash;
-	enum runner_target target;
-	struct unit_file uf; /* specifiers expanded */
-	/* settings from the unit */
-	char *description, *runtime, *main_command;
-	enum restart_mode restart;
-	uint64_t restart_usec, start_limit_usec;
-	unsigned start_limit_burst;
-	unsigned timeout_stop_ms;
-	char **requires, **after, **binds;
-	size_t n_requires, n_after, n_binds;
-	/* what the runner wants */
-	bool pending_start; /* start it when its dependencies allow */
-	bool fenced;        /* paused by stop_all / adoption: only runner_set resumes */
-	bool confirmed;     /* named since runner_sync_begin */
-	bool forget;        /* target gone: free once no run is left */
-	struct ru_run *run;
-	ev_timer restart_timer;
-	int64_t *starts; /* monotonic ns of recent starts, a ring of start_limit_burst */
-	size_t n_starts, starts_head;
-	/* state */
-	enum flt_active active;
-	char *sub;
-	int64_t since, main_pid;
-	char *handle;
-	unsigned restarts;
-	int exit_code, exit_signal;
-	char *result, *message;
-	struct ru_proc procs[RUNNER_MAX_PROCS];
-	size_t n_procs;
-	char *last_report; /* the last state reported, to report changes only */
-};
-
-struct runner {
-	struct ev_loop *loop;
-	char *state_dir, *units_dir, *runs_dir, *default_runtime, *machine_id, *hostname;
-	struct runner_cb cb;
-	struct drv_host *drivers;
-	struct flt_host host;
-	struct journal *journal;
-	const char **runtimes;
-	size_t n_runtimes;
-	struct ru_unit *units;
-	size_t n_units;
-	struct ru_run *dead; /* ended runs, freed when the outermost entry point leaves */
-	struct stray_list *listings; /* drivers' list() answers, possibly still arriving */
-	unsigned depth;
-	bool dirty, syncing, freeing;
-};
-
-static const char *const active_names[] = {
-    [FLT_ACTIVATING] = "activating", [FLT_ACTIVE] = "active", [FLT_DEACTIVATING] = "deactivating",
-    [FLT_INACTIVE] = "inactive",     [FLT_FAILED] = "failed",
-};
-
 static void leave(struct runner *r);
-
-/* ---------------------------------------------------------------- small helpers */
-
-static int set_str(char **dst, const char *src)
-{
-	char *c = NULL;
-
-	if (src && !(c = strdup(src)))
-		return -ENOMEM;
-	free(*dst);
-	*dst = c;
-	return 0;
-}
-
-static void strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
 
 static bool strv_has(char *const *v, size_t n, const char *s)
 {
@@ -155,315 +39,6 @@ static bool strv_has(char *const *v, size_t n, const char *s)
 		if (!strcmp(v[i], s))
 			return true;
 	return false;
-}
-
-/* Append the space-separated unit names of every `section`.`key` to *v. */
-static int strv_add_words(const struct unit_file *uf, const char *section, const char *key,
-                          char ***v, size_t *n)
-{
-	for (size_t i = 0; i < uf->n; i++) {
-		const char *p;
-
-		if (strcmp(uf->v[i].section, section) || strcmp(uf->v[i].name, key))
-			continue;
-		p = uf->v[i].value;
-		while (*p) {
-			size_t len = strcspn(p, " \t");
-			char **nv;
-
-			if (len) {
-				nv = realloc(*v, (*n + 1) * sizeof(*nv));
-				if (!nv)
-					return -ENOMEM;
-				*v = nv;
-				nv[*n] = strndup(p, len);
-				if (!nv[*n])
-					return -ENOMEM;
-				(*n)++;
-			}
-			p += len;
-			p += strspn(p, " \t");
-		}
-	}
-	return 0;
-}
-
-/* systemd's time spans: "100ms", "5s", "1min 30s", a bare number is seconds; "infinity".
- * Returns 0 and usec, or FLT_EINVAL. */
-static int parse_timespan(const char *s, uint64_t *ret_usec, bool *ret_infinity)
-{
-	static const struct {
-		const char *suffix;
-		uint64_t usec;
-	} units[] = {
-	    {"usec", 1},
-	    {"us", 1},
-	    {"msec", 1000},
-	    {"ms", 1000},
-	    {"seconds", 1000000},
-	    {"second", 1000000},
-	    {"sec", 1000000},
-	    {"s", 1000000},
-	    {"minutes", 60000000},
-	    {"minute", 60000000},
-	    {"min", 60000000},
-	    {"m", 60000000},
-	    {"hours", 3600000000ULL},
-	    {"hour", 3600000000ULL},
-	    {"hr", 3600000000ULL},
-	    {"h", 3600000000ULL},
-	    {"days", 86400000000ULL},
-	    {"day", 86400000000ULL},
-	    {"d", 86400000000ULL},
-	};
-	uint64_t total = 0;
-	bool any = false;
-
-	*ret_infinity = false;
-	s += strspn(s, " \t");
-	if (!strcmp(s, "infinity")) {
-		*ret_infinity = true;
-		*ret_usec = 0;
-		return 0;
-	}
-	while (*s) {
-		char *end;
-		double v = strtod(s, &end);
-		uint64_t mul = 1000000;
-		size_t i;
-
-		if (end == s || v < 0)
-			return FLT_EINVAL;
-		s = end + strspn(end, " \t");
-		for (i = 0; i < ARRAY_SIZE(units); i++) {
-			size_t n = strlen(units[i].suffix);
-
-			if (!strncmp(s, units[i].suffix, n) &&
-			    (s[n] == '\0' || s[n] == ' ' || s[n] == '\t' ||
-			     (s[n] >= '0' && s[n] <= '9'))) {
-				mul = units[i].usec;
-				s += n;
-				break;
-			}
-		}
-		if (i == ARRAY_SIZE(units) && *s && !(*s >= '0' && *s <= '9'))
-			return FLT_EINVAL;
-		if (v * (double)mul > 1e18)
-			return FLT_EINVAL;
-		total += (uint64_t)(v * (double)mul);
-		any = true;
-		s += strspn(s, " \t");
-	}
-	if (!any)
-		return FLT_EINVAL;
-	*ret_usec = total;
-	return 0;
-}
-
-static uint64_t opt_timespan(const struct unit_file *uf, const char *const *sections,
-                             const char *const *names, uint64_t def, bool *ret_infinity)
-{
-	uint64_t v = def;
-	bool inf = false;
-
-	*ret_infinity = false;
-	for (size_t k = 0; names[k]; k++) {
-		const char *s = unit_get(uf, sections[k], names[k]);
-
-		if (s && parse_timespan(s, &v, &inf) == 0) {
-			*ret_infinity = inf;
-			return v;
-		}
-	}
-	return def;
-}
-
-/* systemd's names of its exit statuses (the ones units actually show). */
-static const char *exit_status_name(int code)
-{
-	switch (code) {
-	case 0:
-		return "SUCCESS";
-	case 1:
-		return "FAILURE";
-	case 2:
-		return "INVALIDARGUMENT";
-	case 3:
-		return "NOTIMPLEMENTED";
-	case 4:
-		return "NOPERMISSION";
-	case 5:
-		return "NOTINSTALLED";
-	case 6:
-		return "NOTCONFIGURED";
-	case 7:
-		return "NOTRUNNING";
-	case 200:
-		return "CHDIR";
-	case 203:
-		return "EXEC";
-	default:
-		return NULL;
-	}
-}
-
-/* "code=exited, status=1/FAILURE" / "code=killed, status=9/KILL", as systemd prints exits. */
-static int format_exit(struct buf *b, int code, int sig, const char *result)
-{
-	if (sig > 0) {
-		const char *abbr = sigabbrev_np(sig);
-
-		return buf_printf(b, "code=%s, status=%d/%s",
-		                  result && !strcmp(result, "core-dump") ? "dumped" : "killed", sig,
-		                  abbr ? abbr : "UNKNOWN");
-	}
-	if (exit_status_name(code))
-		return buf_printf(b, "code=exited, status=%d/%s", code, exit_status_name(code));
-	return buf_printf(b, "code=exited, status=%d", code);
-}
-
-/* ---------------------------------------------------------------- journal of the runner */
-
-static void jlog(struct ru_unit *u, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jlog(struct ru_unit *u, const char *fmt, ...)
-{
-	struct buf b = BUF_INIT;
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	r = buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	if (r >= 0)
-		r = journal_append(u->r->journal, u->name, flt_realtime_ns(), SYSTEMD_IDENT, b.data,
-		                   b.len);
-	if (r < 0)
-		log_warn("cannot append to the journal of '%s': %s", u->name, flt_strerror(r));
-	buf_release(&b);
-}
-
-/* ---------------------------------------------------------------- state files */
-
-static int state_path(const struct runner *r, const char *unit, const char *suffix, struct buf *out)
-{
-	return buf_printf(out, "%s/%s.json%s", r->units_dir, unit, suffix);
-}
-
-static const char *target_name(enum runner_target t)
-{
-	return t == RUNNER_LAUNCHED ? "launched" : t == RUNNER_LOADED ? "loaded" : "inactive";
-}
-
-/* What the next runner needs to adopt this unit: written on every change of target, hash or
- * handle (small write + rename, so a crash leaves the old or the new file). */
-static void state_save(struct ru_unit *u)
-{
-	struct runner *r = u->r;
-	struct buf path = BUF_INIT, tmp = BUF_INIT;
-	json_t *o;
-	char *s = NULL;
-	int fd, rc = -ENOMEM;
-
-	if (r->freeing)
-		return;
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s}", "unit", u->name, "hash",
-	              u->hash ? u->hash : "", "target", target_name(u->target), "runtime",
-	              u->runtime, "handle", u->run ? u->run->handle : NULL, "text",
-	              u->text ? u->text : "");
-	if (!o)
-		goto out;
-	s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (!s || state_path(r, u->name, "", &path) < 0 || state_path(r, u->name, ".tmp", &tmp) < 0)
-		goto out;
-	fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	rc = fs_write_all(fd, s, strlen(s));
-	close(fd);
-	if (rc == 0 && rename(tmp.data, path.data) < 0)
-		rc = -errno;
-out:
-	if (rc < 0)
-		log_warn("cannot save the state of '%s': %s", u->name, flt_strerror(rc));
-	free(s);
-	buf_release(&path);
-	buf_release(&tmp);
-}
-
-static void state_remove(struct runner *r, const char *unit)
-{
-	struct buf path = BUF_INIT;
-
-	if (state_path(r, unit, "", &path) == 0 && unlink(path.data) < 0 && errno != ENOENT)
-		log_warn("cannot remove '%s': %s", path.data, strerror(errno));
-	buf_release(&path);
-}
-
-/* ---------------------------------------------------------------- reporting */
-
-static void set_active(struct ru_unit *u, enum flt_active a, const char *sub)
-{
-	if (u->active != a)
-		u->since = flt_realtime_ns();
-	u->active = a;
-	if (set_str(&u->sub, sub) < 0)
-		u->r->dirty = true; /* keep the old sub: better stale than nothing */
-}
-
-static void fill_state(const struct ru_unit *u, struct runner_state *st)
-{
-	st->hash = u->hash;
-	st->runtime = u->runtime;
-	st->load_state = "loaded";
-	st->active_state = active_names[u->active];
-	st->sub_state = u->sub ? u->sub : "dead";
-	st->since = u->since;
-	st->main_pid = u->main_pid;
-	st->handle = u->handle;
-	st->restarts = u->restarts;
-	st->exit_code = u->exit_code;
-	st->exit_signal = u->exit_signal;
-	st->result = u->result ? u->result : "success";
-	st->message = u->message;
-}
-
-/* Tell the agent when anything it publishes changed. */
-static void report(struct ru_unit *u)
-{
-	struct runner *r = u->r;
-	struct runner_state st;
-	struct buf key = BUF_INIT;
-
-	if (r->freeing)
-		return;
-	fill_state(u, &st);
-	if (buf_printf(&key, "%s|%s|%s|%s|%s|%lld|%lld|%s|%u|%d|%d|%s|%s", st.hash ? st.hash : "",
-	               st.runtime ? st.runtime : "", st.load_state, st.active_state, st.sub_state,
-	               (long long)st.since, (long long)st.main_pid, st.handle ? st.handle : "",
-	               st.restarts, st.exit_code, st.exit_signal, st.result,
-	               st.message ? st.message : "") < 0) {
-		buf_release(&key);
-		return;
-	}
-	if (u->last_report && !strcmp(u->last_report, key.data)) {
-		buf_release(&key);
-		return;
-	}
-	free(u->last_report);
-	u->last_report = buf_steal(&key);
-	if (r->cb.state)
-		r->cb.state(r->cb.ud, u->name, &st);
-}
-
-static void set_end(struct ru_unit *u, int code, int sig, const char *result, const char *msg)
-{
-	u->exit_code = code;
-	u->exit_signal = sig;
-	set_str(&u->result, result);
-	set_str(&u->message, msg);
 }
 
 /* The unit cannot run (runtime missing, driver refused, start limit): failed until set again. */
@@ -475,11 +50,11 @@ static void fail_unit(struct ru_unit *u, const char *result, const char *msg)
 	ev_timer_stop(u->r->loop, &u->restart_timer);
 	u->main_pid = 0;
 	/* The last exit stays visible: it is why a start limit was hit. */
-	set_end(u, u->exit_code, u->exit_signal, result, msg);
-	set_active(u, FLT_FAILED, "failed");
+	ru_set_end(u, u->exit_code, u->exit_signal, result, msg);
+	ru_set_active(u, FLT_FAILED, "failed");
 	if (msg)
 		log_warn("unit '%s' failed: %s", u->name, msg);
-	report(u);
+	ru_report(u);
 	stop_dependents(u);
 }
 
@@ -584,7 +159,7 @@ static void run_detach(struct ru_run *run)
 	u->r->dead = run;
 	u->r->dirty = true;
 	if (!u->forget)
-		state_save(u);
+		ru_state_save(u);
 }
 
 /* Ask the driver to stop the run of `u`. */
@@ -596,8 +171,8 @@ static void stop_run(struct ru_unit *u)
 	ev_timer_stop(u->r->loop, &u->restart_timer);
 	if (!run) {
 		if (u->active == FLT_ACTIVATING) { /* waiting in auto-restart */
-			set_active(u, FLT_INACTIVE, "dead");
-			report(u);
+			ru_set_active(u, FLT_INACTIVE, "dead");
+			ru_report(u);
 			/* Its dependents outlived the crash (auto-restart keeps them); not this.
 			 * The state change above ends any recursion through a dependency cycle. */
 			stop_dependents(u);
@@ -607,7 +182,7 @@ static void stop_run(struct ru_unit *u)
 	if (run->stopping)
 		return;
 	run->stopping = true;
-	jlog(u, "Stopping %s...", u->description);
+	ru_jlog(u, "Stopping %s...", u->description);
 	u->r->depth++;
 	rc = run->drv->ops->stop(run->drv->drv, &run->task, run->timeout_stop_ms);
 	u->r->depth--;
@@ -615,9 +190,9 @@ static void stop_run(struct ru_unit *u)
 		/* The driver lost it: treat as stopped, nothing more can be done from here. */
 		log_warn("driver '%s' cannot stop '%s': %s", run->drv->name, u->name,
 		         flt_strerror(rc));
-		set_active(u, FLT_INACTIVE, "dead");
+		ru_set_active(u, FLT_INACTIVE, "dead");
 		run_detach(run);
-		report(u);
+		ru_report(u);
 	}
 	stop_dependents(u);
 }
@@ -695,9 +270,9 @@ static void on_task_status(struct flt_task *t, const struct flt_status *st)
 	r = u->r;
 	r->depth++;
 	if (st->handle && (!run->handle || strcmp(run->handle, st->handle))) {
-		if (set_str(&run->handle, st->handle) == 0) {
-			set_str(&u->handle, st->handle);
-			state_save(u);
+		if (ru_set_str(&run->handle, st->handle) == 0) {
+			ru_set_str(&u->handle, st->handle);
+			ru_state_save(u);
 		}
 	}
 	if (st->main_pid)
@@ -708,18 +283,18 @@ static void on_task_status(struct flt_task *t, const struct flt_status *st)
 		/* systemd's words when a stop escalates */
 		if (st->sub && !strcmp(st->sub, "stop-sigkill") &&
 		    (!u->sub || strcmp(u->sub, "stop-sigkill")))
-			jlog(u, "%s: State 'stop-sigterm' timed out. Killing.", u->name);
-		set_active(u, st->active,
-		           st->sub                        ? st->sub
-		           : st->active == FLT_ACTIVATING ? "start"
-		                                          : "stop");
+			ru_jlog(u, "%s: State 'stop-sigterm' timed out. Killing.", u->name);
+		ru_set_active(u, st->active,
+		              st->sub                        ? st->sub
+		              : st->active == FLT_ACTIVATING ? "start"
+		                                             : "stop");
 		break;
 	case FLT_ACTIVE:
 		if (!run->started_logged) {
 			run->started_logged = true;
-			jlog(u, "Started %s.", u->description);
+			ru_jlog(u, "Started %s.", u->description);
 		}
-		set_active(u, FLT_ACTIVE, st->sub ? st->sub : "running");
+		ru_set_active(u, FLT_ACTIVE, st->sub ? st->sub : "running");
 		break;
 	case FLT_INACTIVE:
 	case FLT_FAILED: {
@@ -727,40 +302,40 @@ static void on_task_status(struct flt_task *t, const struct flt_status *st)
 		bool failed = st->active == FLT_FAILED;
 		struct buf how = BUF_INIT;
 
-		set_end(u, st->exit_code, st->exit_signal, st->result, st->message);
+		ru_set_end(u, st->exit_code, st->exit_signal, st->result, st->message);
 		if ((st->exit_code >= 0 || st->exit_signal > 0) &&
-		    format_exit(&how, st->exit_code, st->exit_signal, st->result) >= 0 &&
+		    ru_format_exit(&how, st->exit_code, st->exit_signal, st->result) >= 0 &&
 		    (!stopping || failed))
-			jlog(u, "%s: main process exited, %s", u->name, how.data);
+			ru_jlog(u, "%s: main process exited, %s", u->name, how.data);
 		buf_release(&how);
 		run_detach(run);
 		if (stopping && !failed) {
-			jlog(u, "Stopped %s.", u->description);
-			set_active(u, FLT_INACTIVE, "dead");
+			ru_jlog(u, "Stopped %s.", u->description);
+			ru_set_active(u, FLT_INACTIVE, "dead");
 		} else if (!stopping && u->target == RUNNER_LAUNCHED && !u->fenced &&
 		           should_restart(u, st->exit_code, st->exit_signal, st->result)) {
 			if (failed)
-				jlog(u, "Unit %s entered failed state.", u->name);
-			set_active(u, FLT_ACTIVATING, "auto-restart");
+				ru_jlog(u, "Unit %s entered failed state.", u->name);
+			ru_set_active(u, FLT_ACTIVATING, "auto-restart");
 			ev_timer_set(&u->restart_timer, (double)u->restart_usec / 1e6, 0);
 			ev_timer_start(r->loop, &u->restart_timer);
 		} else {
 			if (failed) {
 				if (st->message)
-					jlog(u, "Failed to start %s: %s", u->description,
-					     st->message);
-				jlog(u, "Unit %s entered failed state.", u->name);
-				jlog(u, "%s failed.", u->name);
+					ru_jlog(u, "Failed to start %s: %s", u->description,
+					        st->message);
+				ru_jlog(u, "Unit %s entered failed state.", u->name);
+				ru_jlog(u, "%s failed.", u->name);
 			}
-			set_active(u, failed ? FLT_FAILED : FLT_INACTIVE,
-			           failed ? "failed" : "dead");
+			ru_set_active(u, failed ? FLT_FAILED : FLT_INACTIVE,
+			              failed ? "failed" : "dead");
 		}
 		if (u->active != FLT_ACTIVATING)
 			stop_dependents(u);
 		break;
 	}
 	}
-	report(u);
+	ru_report(u);
 	leave(r);
 }
 
@@ -777,7 +352,7 @@ static void on_task_output(struct flt_task *t, const char *ident, const char *da
 	if (run->partial.len && run->partial_ident && strcmp(run->partial_ident, ident))
 		flush_partial(run);
 	if (!run->partial_ident || strcmp(run->partial_ident, ident))
-		set_str(&run->partial_ident, ident);
+		ru_set_str(&run->partial_ident, ident);
 	while (len > 0) {
 		const char *nl = memchr(data, '\n', len);
 		size_t n = nl ? (size_t)(nl - data) : len;
@@ -875,9 +450,9 @@ static void start_unit(struct ru_unit *u, const struct drv_entry *drv)
 
 	u->pending_start = false;
 	if (start_limit_hit(u)) {
-		jlog(u, "%s start request repeated too quickly, refusing to start.", u->name);
-		jlog(u, "Failed to start %s.", u->description);
-		jlog(u, "Unit %s entered failed state.", u->name);
+		ru_jlog(u, "%s start request repeated too quickly, refusing to start.", u->name);
+		ru_jlog(u, "Failed to start %s.", u->description);
+		ru_jlog(u, "Unit %s entered failed state.", u->name);
 		fail_unit(u, "start-limit-hit", "start request repeated too quickly");
 		return;
 	}
@@ -888,10 +463,10 @@ static void start_unit(struct ru_unit *u, const struct drv_entry *drv)
 	}
 	u->run = run;
 	procs_clear(u);
-	set_end(u, -1, 0, NULL, NULL);
-	jlog(u, "Starting %s...", u->description);
-	set_active(u, FLT_ACTIVATING, "start");
-	report(u);
+	ru_set_end(u, -1, 0, NULL, NULL);
+	ru_jlog(u, "Starting %s...", u->description);
+	ru_set_active(u, FLT_ACTIVATING, "start");
+	ru_report(u);
 	r->depth++;
 	rc = drv->ops->start(drv->drv, &run->task);
 	r->depth--;
@@ -901,14 +476,14 @@ static void start_unit(struct ru_unit *u, const struct drv_entry *drv)
 		run_detach(run);
 		buf_printf(&why, "driver '%s' cannot start the unit: %s", drv->name,
 		           flt_strerror(rc));
-		jlog(u, "Failed to start %s.", u->description);
-		jlog(u, "Unit %s entered failed state.", u->name);
+		ru_jlog(u, "Failed to start %s.", u->description);
+		ru_jlog(u, "Unit %s entered failed state.", u->name);
 		fail_unit(u, "resources", why.data ? why.data : "cannot start");
 		buf_release(&why);
 	}
 }
 
-static struct ru_unit *unit_find(const struct runner *r, const char *name)
+struct ru_unit *ru_unit_find(const struct runner *r, const char *name)
 {
 	for (struct ru_unit *u = r->units; u; u = u->next)
 		if (!strcmp(u->name, name))
@@ -936,13 +511,13 @@ static bool deps_ready(const struct ru_unit *u)
 					return false;
 				continue;
 			}
-			o = unit_find(r, v[i]);
+			o = ru_unit_find(r, v[i]);
 			if (o && o != u && !o->forget && o->active != FLT_ACTIVE)
 				return false;
 		}
 	}
 	for (size_t i = 0; i < u->n_after; i++) {
-		const struct ru_unit *o = unit_find(r, u->after[i]);
+		const struct ru_unit *o = ru_unit_find(r, u->after[i]);
 
 		if (o && o != u && !o->forget &&
 		    (o->pending_start || ev_is_active(&o->restart_timer) ||
@@ -969,7 +544,8 @@ static bool eval_once(struct runner *r)
 
 			buf_printf(&why, "runtime '%s' is not available on this machine",
 			           u->runtime);
-			jlog(u, "Failed to start %s: %s", u->description, why.data ? why.data : "");
+			ru_jlog(u, "Failed to start %s: %s", u->description,
+			        why.data ? why.data : "");
 			fail_unit(u, "resources", why.data ? why.data : "runtime not available");
 			buf_release(&why);
 			did = true;
@@ -995,9 +571,9 @@ static void unit_free(struct ru_unit *u)
 	free(u->description);
 	free(u->runtime);
 	free(u->main_command);
-	strv_free(u->requires, u->n_requires);
-	strv_free(u->after, u->n_after);
-	strv_free(u->binds, u->n_binds);
+	ru_strv_free(u->requires, u->n_requires);
+	ru_strv_free(u->after, u->n_after);
+	ru_strv_free(u->binds, u->n_binds);
 	free(u->starts);
 	free(u->sub);
 	free(u->handle);
@@ -1006,6 +582,17 @@ static void unit_free(struct ru_unit *u)
 	procs_clear(u);
 	free(u->last_report);
 	free(u);
+}
+
+/* Free the runs that ended (detached from their units). */
+static void free_dead(struct runner *r)
+{
+	while (r->dead) {
+		struct ru_run *run = r->dead;
+
+		r->dead = run->next_dead;
+		run_free(run);
+	}
 }
 
 /* Free what ended and start what may start; only when no entry point is active. */
@@ -1021,19 +608,14 @@ static void leave(struct runner *r)
 		if (!eval_once(r) && !r->dirty)
 			break;
 	}
-	while (r->dead) {
-		struct ru_run *run = r->dead;
-
-		r->dead = run->next_dead;
-		run_free(run);
-	}
+	free_dead(r);
 	for (struct ru_unit **pp = &r->units; *pp;) {
 		struct ru_unit *u = *pp;
 
 		if (u->forget && !u->run) {
 			*pp = u->next;
 			r->n_units--;
-			state_remove(r, u->name);
+			ru_state_remove(r, u->name);
 			if (r->cb.state && !r->freeing && u->last_report)
 				r->cb.state(r->cb.ud, u->name, NULL);
 			unit_free(u);
@@ -1055,128 +637,11 @@ static void on_restart_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	struct runner *r = u->r;
 
 	enter(r);
-	jlog(u, "%s holdoff time over, scheduling restart.", u->name);
+	ru_jlog(u, "%s holdoff time over, scheduling restart.", u->name);
 	u->restarts++;
 	u->pending_start = true;
-	report(u);
+	ru_report(u);
 	leave(r);
-}
-
-/* ---------------------------------------------------------------- configuration of a unit */
-
-static int unit_configure(struct ru_unit *u, const char *text, const char *hash)
-{
-	struct unit_file raw = UNIT_FILE_INIT, uf = UNIT_FILE_INIT;
-	struct buf err = BUF_INIT, val = BUF_INIT;
-	char **req = NULL, **aft = NULL, **bnd = NULL;
-	size_t n_req = 0, n_aft = 0, n_bnd = 0;
-	const char *s;
-	bool inf;
-	int rc;
-
-	if (strlen(text) > RUNNER_MAX_TEXT)
-		return FLT_ETOOBIG;
-	rc = unit_parse(text, strlen(text), &raw, &err);
-	if (rc < 0)
-		goto out;
-	for (size_t i = 0; i < raw.n; i++) {
-		buf_clear(&val);
-		rc = unit_expand(u->name, raw.v[i].value, &val);
-		if (rc < 0)
-			goto out;
-		rc = unit_file_add(&uf, raw.v[i].section, raw.v[i].name, val.data ? val.data : "");
-		if (rc < 0)
-			goto out;
-	}
-	rc = -ENOMEM;
-	if (strv_add_words(&uf, "Unit", "Requires", &req, &n_req) < 0 ||
-	    strv_add_words(&uf, "Unit", "After", &aft, &n_aft) < 0 ||
-	    strv_add_words(&uf, "Unit", "BindsTo", &bnd, &n_bnd) < 0)
-		goto out;
-	if (set_str(&u->text, text) < 0 || set_str(&u->hash, hash ? hash : "") < 0)
-		goto out;
-	s = unit_get(&uf, "Unit", "Description");
-	if (set_str(&u->description, s && *s ? s : u->name) < 0)
-		goto out;
-	s = unit_get(&uf, "X-Flotilla", "Runtime");
-	if (set_str(&u->runtime, s && *s ? s : u->r->default_runtime) < 0)
-		goto out;
-	s = unit_get(&uf, "Service", "ExecStart");
-	if (s)
-		s += strspn(s, "-@+!:");
-	if (set_str(&u->main_command, s) < 0)
-		goto out;
-
-	s = unit_get(&uf, "Service", "Restart");
-	u->restart = !s                          ? RESTART_NO
-	             : !strcmp(s, "always")      ? RESTART_ALWAYS
-	             : !strcmp(s, "on-success")  ? RESTART_ON_SUCCESS
-	             : !strcmp(s, "on-failure")  ? RESTART_ON_FAILURE
-	             : !strcmp(s, "on-abnormal") ? RESTART_ON_ABNORMAL
-	             : !strcmp(s, "on-watchdog") ? RESTART_ON_WATCHDOG
-	             : !strcmp(s, "on-abort")    ? RESTART_ON_ABORT
-	                                         : RESTART_NO; /* systemd ignores bad values */
-	{
-		static const char *const sec_rs[] = {"Service", NULL};
-		static const char *const key_rs[] = {"RestartSec", NULL};
-		static const char *const sec_li[] = {"Unit", "Unit", "Service", "Service", NULL};
-		static const char *const key_li[] = {"StartLimitIntervalSec", "StartLimitInterval",
-		                                     "StartLimitIntervalSec", "StartLimitInterval",
-		                                     NULL};
-		static const char *const sec_ts[] = {"Service", "Service", NULL};
-		static const char *const key_ts[] = {"TimeoutStopSec", "TimeoutSec", NULL};
-		uint64_t ts;
-
-		u->restart_usec = opt_timespan(&uf, sec_rs, key_rs, 100000, &inf);
-		u->start_limit_usec = opt_timespan(&uf, sec_li, key_li, 10000000, &inf);
-		if (inf)
-			u->start_limit_usec = 0;
-		ts = opt_timespan(&uf, sec_ts, key_ts, 90000000, &inf);
-		u->timeout_stop_ms = inf                      ? 0
-		                     : ts / 1000 > UINT32_MAX ? UINT32_MAX
-		                                              : (unsigned)(ts / 1000);
-	}
-	s = unit_get(&uf, "Unit", "StartLimitBurst");
-	if (!s)
-		s = unit_get(&uf, "Service", "StartLimitBurst");
-	{
-		unsigned long burst = s ? strtoul(s, NULL, 10) : 5;
-
-		if (burst > RUNNER_MAX_BURST)
-			burst = RUNNER_MAX_BURST;
-		if (burst != u->start_limit_burst) {
-			free(u->starts);
-			u->starts = NULL;
-			u->n_starts = u->starts_head = 0;
-		}
-		u->start_limit_burst = (unsigned)burst;
-	}
-	unit_file_release(&u->uf);
-	u->uf = uf;
-	uf = (struct unit_file)UNIT_FILE_INIT;
-	strv_free(u->requires, u->n_requires);
-	strv_free(u->after, u->n_after);
-	strv_free(u->binds, u->n_binds);
-	u->requires = req, u->n_requires = n_req, req = NULL, n_req = 0;
-	u->after = aft, u->n_after = n_aft, aft = NULL, n_aft = 0;
-	u->binds = bnd, u->n_binds = n_bnd, bnd = NULL, n_bnd = 0;
-	rc = 0;
-out:
-	strv_free(req, n_req);
-	strv_free(aft, n_aft);
-	strv_free(bnd, n_bnd);
-	unit_file_release(&raw);
-	unit_file_release(&uf);
-	buf_release(&err);
-	buf_release(&val);
-	return rc;
-}
-
-static bool name_ok(const char *name)
-{
-	size_t n = name ? strlen(name) : 0;
-
-	return n > 0 && n <= UNIT_NAME_MAX && name[0] != '.' && !strchr(name, '/');
 }
 
 static struct ru_unit *unit_new(struct runner *r, const char *name)
@@ -1217,12 +682,12 @@ int runner_set(struct runner *r, const char *unit, const char *unit_text, const 
 	bool is_new = false, changed;
 	int rc = 0;
 
-	if (!name_ok(unit))
+	if (!ru_name_ok(unit))
 		return FLT_EINVAL;
-	u = unit_find(r, unit);
+	u = ru_unit_find(r, unit);
 	if (target == RUNNER_GONE) {
 		if (!u) {
-			state_remove(r, unit);
+			ru_state_remove(r, unit);
 			return 0;
 		}
 		enter(r);
@@ -1246,7 +711,7 @@ int runner_set(struct runner *r, const char *unit, const char *unit_text, const 
 	changed =
 	    is_new || !u->hash || strcmp(u->hash, hash ? hash : "") || strcmp(u->text, unit_text);
 	if (changed) {
-		rc = unit_configure(u, unit_text, hash);
+		rc = ru_unit_configure(u, unit_text, hash);
 		if (rc < 0) {
 			if (is_new)
 				u->forget = true;
@@ -1271,9 +736,9 @@ int runner_set(struct runner *r, const char *unit, const char *unit_text, const 
 			u->pending_start = false;
 			stop_run(u);
 		}
-		state_save(u);
+		ru_state_save(u);
 	}
-	report(u);
+	ru_report(u);
 	leave(r);
 	return 0;
 }
@@ -1332,86 +797,6 @@ size_t runner_runtimes(struct runner *r, const char *const **ret)
 	return n;
 }
 
-int runner_state(struct runner *r, const char *unit, struct runner_state *ret)
-{
-	struct ru_unit *u = unit_find(r, unit);
-
-	if (!u || u->forget)
-		return -ENOENT;
-	fill_state(u, ret);
-	return 0;
-}
-
-int runner_status_json(struct runner *r, const char *unit, struct buf *out)
-{
-	struct ru_unit *u = unit_find(r, unit);
-	struct runner_state st;
-	json_t *o, *procs;
-	char *s;
-	int rc = -ENOMEM;
-
-	if (!u || u->forget)
-		return -ENOENT;
-	fill_state(u, &st);
-	procs = json_array();
-	if (!procs)
-		return -ENOMEM;
-	for (size_t i = 0; i < u->n_procs; i++) {
-		json_t *p =
-		    json_pack("{s:s, s:s, s:I, s:i, s:i}", "kind", u->procs[i].kind, "command",
-		              u->procs[i].command, "pid", (json_int_t)u->procs[i].pid, "exitCode",
-		              u->procs[i].exit_code, "exitSignal", u->procs[i].exit_signal);
-
-		if (!p || json_array_append_new(procs, p) < 0) {
-			json_decref(procs);
-			return -ENOMEM;
-		}
-	}
-	o = json_pack(
-	    "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s?, s:o, s:i, s:s, s:s, "
-	    "s:s, s:i, s:i}",
-	    "unit", u->name, "description", u->description ? u->description : u->name, "machineID",
-	    r->machine_id, "hostname", r->hostname, "loadState", st.load_state, "activeState",
-	    st.active_state, "subState", st.sub_state, "since", (json_int_t)st.since, "mainPID",
-	    (json_int_t)st.main_pid, "mainCommand", u->main_command, "processes", procs, "restarts",
-	    (int)st.restarts, "result", st.result, "runtime", u->runtime ? u->runtime : "", "hash",
-	    u->hash ? u->hash : "", "exitCode", st.exit_code, "exitSignal", st.exit_signal);
-	if (!o)
-		return -ENOMEM;
-	if (st.message && json_object_set_new(o, "message", json_string(st.message)) < 0)
-		goto out;
-	if (st.handle && json_object_set_new(o, "handle", json_string(st.handle)) < 0)
-		goto out;
-	s = json_dumps(o, JSON_COMPACT);
-	if (!s)
-		goto out;
-	rc = buf_puts(out, s);
-	free(s);
-out:
-	json_decref(o);
-	return rc < 0 ? rc : 0;
-}
-
-int runner_journal(struct runner *r, const char *unit, unsigned lines, struct buf *out)
-{
-	if (!name_ok(unit))
-		return FLT_EINVAL;
-	return journal_tail(r->journal, unit, lines, out);
-}
-
-int runner_follow(struct runner *r, const char *unit, runner_line_fn *cb, void *ud,
-                  struct journal_follow **ret)
-{
-	if (!name_ok(unit))
-		return FLT_EINVAL;
-	return journal_follow(r->journal, unit, cb, ud, ret);
-}
-
-void runner_unfollow(struct journal_follow *f)
-{
-	journal_unfollow(f);
-}
-
 /* ---------------------------------------------------------------- adoption */
 
 struct stray_list {
@@ -1439,16 +824,16 @@ static void collect_stray(void *ctx, const char *unit, const char *handle)
 
 			for (struct ru_unit *u = l->r->units; u && !claimed; u = u->next)
 				claimed = u->run && u->run->handle &&
-					  !strcmp(u->run->handle, l->handles[i]) &&
-					  u->run->drv == l->drv;
+				          !strcmp(u->run->handle, l->handles[i]) &&
+				          u->run->drv == l->drv;
 			if (!claimed) {
 				rc = l->drv->ops->remove(l->drv->drv, l->handles[i]);
 				if (rc < 0)
 					log_warn("driver '%s' cannot remove stray run '%s': %s",
-						 l->drv->name, l->handles[i], flt_strerror(rc));
+					         l->drv->name, l->handles[i], flt_strerror(rc));
 				else
 					log_notice("removed stray run '%s' of driver '%s'",
-						   l->handles[i], l->drv->name);
+					           l->handles[i], l->drv->name);
 			}
 			free(l->handles[i]);
 		}
@@ -1526,16 +911,16 @@ static void adopt_one(struct runner *r, const char *path)
 	if (!o ||
 	    json_unpack(o, "{s:s, s?s, s?s, s?s, s?o, s:s}", "unit", &unit, "hash", &hash, "target",
 	                &target, "runtime", &runtime, "handle", &jhandle, "text", &text) < 0 ||
-	    !name_ok(unit))
+	    !ru_name_ok(unit))
 		goto bad;
 	/* The handle is null while nothing runs. */
 	handle = json_is_string(jhandle) ? json_string_value(jhandle) : NULL;
-	if (unit_find(r, unit))
+	if (ru_unit_find(r, unit))
 		goto out;
 	u = unit_new(r, unit);
 	if (!u)
 		goto out;
-	if (unit_configure(u, text, hash) < 0) {
+	if (ru_unit_configure(u, text, hash) < 0) {
 		u->forget = true;
 		goto out;
 	}
@@ -1552,7 +937,8 @@ static void adopt_one(struct runner *r, const char *path)
 		struct ru_run *run = drv ? run_new(u, drv) : NULL;
 		int rc;
 
-		if (run && set_str(&run->handle, handle) == 0 && set_str(&u->handle, handle) == 0) {
+		if (run && ru_set_str(&run->handle, handle) == 0 &&
+		    ru_set_str(&u->handle, handle) == 0) {
 			run->task.handle = run->handle;
 			run->started_logged = true;
 			u->run = run;
@@ -1573,7 +959,7 @@ static void adopt_one(struct runner *r, const char *path)
 			         runtime ? runtime : u->runtime);
 		}
 	}
-	report(u);
+	ru_report(u);
 	goto out;
 bad:
 	log_warn("ignoring unreadable state file '%s'", path);
@@ -1628,11 +1014,11 @@ int runner_new(struct ev_loop *loop, const struct runner_config *cfg, const stru
 	r->loop = loop;
 	if (cb)
 		r->cb = *cb;
-	if (set_str(&r->state_dir, cfg->state_dir) < 0 ||
-	    set_str(&r->default_runtime, cfg->default_runtime ? cfg->default_runtime : "exec") <
+	if (ru_set_str(&r->state_dir, cfg->state_dir) < 0 ||
+	    ru_set_str(&r->default_runtime, cfg->default_runtime ? cfg->default_runtime : "exec") <
 	        0 ||
-	    set_str(&r->machine_id, cfg->machine_id ? cfg->machine_id : "") < 0 ||
-	    set_str(&r->hostname, cfg->hostname ? cfg->hostname : "localhost") < 0)
+	    ru_set_str(&r->machine_id, cfg->machine_id ? cfg->machine_id : "") < 0 ||
+	    ru_set_str(&r->hostname, cfg->hostname ? cfg->hostname : "localhost") < 0)
 		goto fail;
 	if (buf_printf(&b, "%s/units", cfg->state_dir) < 0)
 		goto fail;
@@ -1708,12 +1094,7 @@ void runner_free(struct runner *r)
 		}
 		unit_free(u);
 	}
-	while (r->dead) {
-		struct ru_run *run = r->dead;
-
-		r->dead = run->next_dead;
-		run_free(run);
-	}
+	free_dead(r);
 	drv_host_free(r->drivers);
 	while (r->listings) {
 		struct stray_list *l = r->listings;

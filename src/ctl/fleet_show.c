@@ -100,16 +100,24 @@ static void free_names(char **names, int n)
 	free(names);
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-	return strcmp(fl_jstr(*(json_t *const *)a, "id"), fl_jstr(*(json_t *const *)b, "id"));
-}
+/* One list command: its fields (`valid`, `dflt` without --fields; using `warn_field` prints
+ * `warn`), and its rows: GET of the collection `what`, sorted by `cmp` (NULL keeps the API's
+ * order), one cell per field written by `cell`. A failed GET prints err_pre, the reason and
+ * err_post. */
+struct list {
+	const struct field *valid;
+	size_t nvalid;
+	const char *dflt;
+	const char *warn_field, *warn;
+	const char *what;
+	const char *err_pre, *err_post;
+	int (*cmp)(const void *a, const void *b);
+	void (*cell)(struct fctx *f, json_t *row, int id, bool full, struct buf *c);
+};
 
-int fl_cmd_list_machines(struct fctx *f, int argc, char **argv)
+/* Run the list command `l`: parse --fields, print the table. Returns the exit code. */
+static int list_run(struct fctx *f, const struct list *l)
 {
-	enum { F_MACHINE, F_IP, F_META };
-	static const struct field valid[] = {
-	    {"machine", F_MACHINE}, {"ip", F_IP}, {"metadata", F_META}};
 	bool full = fl_flag(f, "full")->b;
 	struct ctl_table t;
 	struct buf err = BUF_INIT, out = BUF_INIT;
@@ -118,16 +126,16 @@ int fl_cmd_list_machines(struct fctx *f, int argc, char **argv)
 	int ids[64], n;
 	size_t cnt, i;
 
-	(void)argc;
-	(void)argv;
-	n = parse_fields(f, "machine,ip,metadata", valid, ARRAY_SIZE(valid), ids, &names);
+	n = parse_fields(f, l->dflt, l->valid, l->nvalid, ids, &names);
 	if (n < 0)
 		return 1;
-	if (fl_get_all(f, "machines", NULL, 0, &all, &err) < 0) {
-		fl_err("Error retrieving list of active machines from fleet API (%s)\nPossible "
-		       "issues:\n  etcd is unhealthy and/or lost quorum\n  connection cannot be "
-		       "established to any etcd servers",
-		       err.data);
+	for (int k = 0; l->warn_field && k < n; k++)
+		if (!strcmp(names[k], l->warn_field)) {
+			fl_err("%s", l->warn);
+			break;
+		}
+	if (fl_get_all(f, l->what, NULL, 0, &all, &err) < 0) {
+		fl_err("%s%s%s", l->err_pre, err.data, l->err_post);
 		buf_release(&err);
 		free_names(names, n);
 		return 1;
@@ -138,45 +146,15 @@ int fl_cmd_list_machines(struct fctx *f, int argc, char **argv)
 		ctl_oom();
 	for (i = 0; i < cnt; i++)
 		v[i] = json_array_get(all, i);
-	qsort(v, cnt, sizeof(*v), cmp_id);
+	if (l->cmp)
+		qsort(v, cnt, sizeof(*v), l->cmp);
 	ctl_table_init(&t, (size_t)n);
 	add_header(f, &t, names, n);
 	for (i = 0; i < cnt; i++) {
 		for (int k = 0; k < n; k++) {
 			struct buf c = BUF_INIT;
-			json_t *md = json_object_get(v[i], "metadata");
 
-			switch (ids[k]) {
-			case F_MACHINE:
-				ctl_machine_legend(&c, fl_jstr(v[i], "id"), NULL, full, false);
-				break;
-			case F_IP:
-				cb_puts(&c, fl_jstr(v[i], "primaryIP"));
-				break;
-			default: {
-				/* k=v sorted by key */
-				size_t nk = json_object_size(md), j = 0;
-				const char **keys = calloc(nk + 1, sizeof(*keys)), *key;
-				json_t *val;
-
-				if (!keys)
-					ctl_oom();
-				json_object_foreach(md, key, val) keys[j++] = key;
-				for (size_t a = 1; a < nk; a++)
-					for (size_t b = a;
-					     b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
-						const char *tmp = keys[b];
-
-						keys[b] = keys[b - 1];
-						keys[b - 1] = tmp;
-					}
-				for (j = 0; j < nk; j++)
-					cb_printf(&c, "%s%s=%s", j ? "," : "", keys[j],
-					          fl_jstr(md, keys[j]));
-				free(keys);
-				break;
-			}
-			}
+			l->cell(f, v[i], ids[k], full, &c);
 			ctl_table_add(&t, c.data);
 			buf_release(&c);
 		}
@@ -191,103 +169,142 @@ int fl_cmd_list_machines(struct fctx *f, int argc, char **argv)
 	return 0;
 }
 
-int fl_cmd_list_unit_files(struct fctx *f, int argc, char **argv)
+static int cmp_id(const void *a, const void *b)
 {
-	enum {
-		F_UNIT,
-		F_HASH,
-		F_DSTATE,
-		F_STATE,
-		F_TARGET,
-		F_TMACHINE,
-		F_DESC,
-		F_GLOBAL,
-		F_REASON
-	};
+	return strcmp(fl_jstr(*(json_t *const *)a, "id"), fl_jstr(*(json_t *const *)b, "id"));
+}
+
+enum { M_MACHINE, M_IP, M_META };
+
+static void machine_cell(struct fctx *f, json_t *m, int id, bool full, struct buf *c)
+{
+	json_t *md = json_object_get(m, "metadata");
+
+	(void)f;
+	switch (id) {
+	case M_MACHINE:
+		ctl_machine_legend(c, fl_jstr(m, "id"), NULL, full, false);
+		break;
+	case M_IP:
+		cb_puts(c, fl_jstr(m, "primaryIP"));
+		break;
+	default: {
+		/* k=v sorted by key */
+		size_t nk = json_object_size(md), j = 0;
+		const char **keys = calloc(nk + 1, sizeof(*keys)), *key;
+		json_t *val;
+
+		if (!keys)
+			ctl_oom();
+		json_object_foreach(md, key, val) keys[j++] = key;
+		for (size_t a = 1; a < nk; a++)
+			for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
+				const char *tmp = keys[b];
+
+				keys[b] = keys[b - 1];
+				keys[b - 1] = tmp;
+			}
+		for (j = 0; j < nk; j++)
+			cb_printf(c, "%s%s=%s", j ? "," : "", keys[j], fl_jstr(md, keys[j]));
+		free(keys);
+		break;
+	}
+	}
+}
+
+int fl_cmd_list_machines(struct fctx *f, int argc, char **argv)
+{
 	static const struct field valid[] = {
-	    {"desc", F_DESC},         {"dstate", F_DSTATE}, {"global", F_GLOBAL},
-	    {"hash", F_HASH},         {"state", F_STATE},   {"target", F_TARGET},
-	    {"tmachine", F_TMACHINE}, {"unit", F_UNIT},     {"reason", F_REASON}};
-	bool full = fl_flag(f, "full")->b;
-	struct ctl_table t;
-	struct buf err = BUF_INIT, out = BUF_INIT;
-	json_t *all = NULL, *u;
-	char **names;
-	int ids[64], n;
-	size_t i;
+	    {"machine", M_MACHINE}, {"ip", M_IP}, {"metadata", M_META}};
+	static const struct list l = {
+	    .valid = valid,
+	    .nvalid = ARRAY_SIZE(valid),
+	    .dflt = "machine,ip,metadata",
+	    .what = "machines",
+	    .err_pre = "Error retrieving list of active machines from fleet API (",
+	    .err_post = ")\nPossible issues:\n  etcd is unhealthy and/or lost quorum\n  connection "
+	                "cannot be established to any etcd servers",
+	    .cmp = cmp_id,
+	    .cell = machine_cell};
 
 	(void)argc;
 	(void)argv;
-	n = parse_fields(f, "unit,hash,dstate,state,target", valid, ARRAY_SIZE(valid), ids, &names);
-	if (n < 0)
-		return 1;
-	for (int k = 0; k < n; k++)
-		if (ids[k] == F_TMACHINE) {
-			fl_err("WARNING: The \"tmachine\" field is deprecated. Use \"target\" "
-			       "instead");
-			break;
-		}
-	if (fl_get_all(f, "units", NULL, 0, &all, &err) < 0) {
-		fl_err("Error retrieving list of units from repository: %s", err.data);
-		buf_release(&err);
-		free_names(names, n);
-		return 1;
-	}
-	ctl_table_init(&t, (size_t)n);
-	add_header(f, &t, names, n);
-	json_array_foreach(all, i, u)
-	{
-		json_t *opts = json_object_get(u, "options");
-		bool global = fl_opts_global(opts);
-		const char *mid = fl_jstr(u, "machineID");
+	return list_run(f, &l);
+}
 
-		for (int k = 0; k < n; k++) {
-			struct buf c = BUF_INIT;
-			char hex[41];
+enum {
+	UF_UNIT,
+	UF_HASH,
+	UF_DSTATE,
+	UF_STATE,
+	UF_TARGET,
+	UF_TMACHINE,
+	UF_DESC,
+	UF_GLOBAL,
+	UF_REASON
+};
 
-			switch (ids[k]) {
-			case F_UNIT:
-				cb_puts(&c, fl_jstr(u, "name"));
-				break;
-			case F_HASH:
-				fl_opts_hash(opts, hex);
-				cb_append(&c, hex, full ? strlen(hex) : strnlen(hex, 7));
-				break;
-			case F_DSTATE:
-				cb_puts(&c, fl_jstr(u, "desiredState"));
-				break;
-			case F_STATE:
-				if (!global)
-					cb_puts(&c, fl_jstr(u, "currentState"));
-				break;
-			case F_TARGET:
-			case F_TMACHINE:
-				if (global)
-					cb_puts(&c, ids[k] == F_TARGET ? "global" : "");
-				else if (*mid)
-					fl_legend(f, &c, mid, full);
-				break;
-			case F_DESC:
-				cb_puts(&c, fl_opts_desc(opts));
-				break;
-			case F_GLOBAL:
-				cb_puts(&c, global ? "true" : "false");
-				break;
-			default:
-				cb_puts(&c, fl_jstr(u, "reason"));
-				break;
-			}
-			ctl_table_add(&t, c.data);
-			buf_release(&c);
-		}
+static void unit_file_cell(struct fctx *f, json_t *u, int id, bool full, struct buf *c)
+{
+	json_t *opts = json_object_get(u, "options");
+	bool global = fl_opts_global(opts);
+	const char *mid = fl_jstr(u, "machineID");
+	char hex[41];
+
+	switch (id) {
+	case UF_UNIT:
+		cb_puts(c, fl_jstr(u, "name"));
+		break;
+	case UF_HASH:
+		fl_opts_hash(opts, hex);
+		cb_append(c, hex, full ? strlen(hex) : strnlen(hex, 7));
+		break;
+	case UF_DSTATE:
+		cb_puts(c, fl_jstr(u, "desiredState"));
+		break;
+	case UF_STATE:
+		if (!global)
+			cb_puts(c, fl_jstr(u, "currentState"));
+		break;
+	case UF_TARGET:
+	case UF_TMACHINE:
+		if (global)
+			cb_puts(c, id == UF_TARGET ? "global" : "");
+		else if (*mid)
+			fl_legend(f, c, mid, full);
+		break;
+	case UF_DESC:
+		cb_puts(c, fl_opts_desc(opts));
+		break;
+	case UF_GLOBAL:
+		cb_puts(c, global ? "true" : "false");
+		break;
+	default:
+		cb_puts(c, fl_jstr(u, "reason"));
+		break;
 	}
-	ctl_table_render(&t, &out);
-	ctl_write(stdout, &out);
-	buf_release(&out);
-	ctl_table_release(&t);
-	json_decref(all);
-	free_names(names, n);
-	return 0;
+}
+
+int fl_cmd_list_unit_files(struct fctx *f, int argc, char **argv)
+{
+	static const struct field valid[] = {
+	    {"desc", UF_DESC},         {"dstate", UF_DSTATE}, {"global", UF_GLOBAL},
+	    {"hash", UF_HASH},         {"state", UF_STATE},   {"target", UF_TARGET},
+	    {"tmachine", UF_TMACHINE}, {"unit", UF_UNIT},     {"reason", UF_REASON}};
+	static const struct list l = {
+	    .valid = valid,
+	    .nvalid = ARRAY_SIZE(valid),
+	    .dflt = "unit,hash,dstate,state,target",
+	    .warn_field = "tmachine",
+	    .warn = "WARNING: The \"tmachine\" field is deprecated. Use \"target\" instead",
+	    .what = "units",
+	    .err_pre = "Error retrieving list of units from repository: ",
+	    .err_post = "",
+	    .cell = unit_file_cell};
+
+	(void)argc;
+	(void)argv;
+	return list_run(f, &l);
 }
 
 static int cmp_state(const void *a, const void *b)
@@ -298,79 +315,53 @@ static int cmp_state(const void *a, const void *b)
 	return c ? c : strcmp(fl_jstr(x, "machineID"), fl_jstr(y, "machineID"));
 }
 
+enum { U_UNIT, U_MACHINE, U_ACTIVE, U_SUB, U_LOAD, U_HASH };
+
+static void unit_cell(struct fctx *f, json_t *s, int id, bool full, struct buf *c)
+{
+	const char *h;
+
+	switch (id) {
+	case U_UNIT:
+		cb_puts(c, fl_jstr(s, "name"));
+		break;
+	case U_MACHINE:
+		if (*fl_jstr(s, "machineID"))
+			fl_legend(f, c, fl_jstr(s, "machineID"), full);
+		break;
+	case U_ACTIVE:
+		cb_puts(c, fl_jstr(s, "systemdActiveState"));
+		break;
+	case U_SUB:
+		cb_puts(c, fl_jstr(s, "systemdSubState"));
+		break;
+	case U_LOAD:
+		cb_puts(c, fl_jstr(s, "systemdLoadState"));
+		break;
+	default:
+		h = fl_jstr(s, "hash");
+		cb_append(c, h, full ? strlen(h) : strnlen(h, 7));
+		break;
+	}
+}
+
 int fl_cmd_list_units(struct fctx *f, int argc, char **argv)
 {
-	enum { F_UNIT, F_MACHINE, F_ACTIVE, F_SUB, F_LOAD, F_HASH };
-	static const struct field valid[] = {{"active", F_ACTIVE}, {"hash", F_HASH},
-	                                     {"load", F_LOAD},     {"machine", F_MACHINE},
-	                                     {"sub", F_SUB},       {"unit", F_UNIT}};
-	bool full = fl_flag(f, "full")->b;
-	struct ctl_table t;
-	struct buf err = BUF_INIT, out = BUF_INIT;
-	json_t *all = NULL, **v;
-	char **names;
-	int ids[64], n;
-	size_t cnt, i;
+	static const struct field valid[] = {{"active", U_ACTIVE}, {"hash", U_HASH},
+	                                     {"load", U_LOAD},     {"machine", U_MACHINE},
+	                                     {"sub", U_SUB},       {"unit", U_UNIT}};
+	static const struct list l = {.valid = valid,
+	                              .nvalid = ARRAY_SIZE(valid),
+	                              .dflt = "unit,machine,active,sub",
+	                              .what = "states",
+	                              .err_pre = "Error retrieving list of units from repository: ",
+	                              .err_post = "",
+	                              .cmp = cmp_state,
+	                              .cell = unit_cell};
 
 	(void)argc;
 	(void)argv;
-	n = parse_fields(f, "unit,machine,active,sub", valid, ARRAY_SIZE(valid), ids, &names);
-	if (n < 0)
-		return 1;
-	if (fl_get_all(f, "states", NULL, 0, &all, &err) < 0) {
-		fl_err("Error retrieving list of units from repository: %s", err.data);
-		buf_release(&err);
-		free_names(names, n);
-		return 1;
-	}
-	cnt = json_array_size(all);
-	v = calloc(cnt + 1, sizeof(*v));
-	if (!v)
-		ctl_oom();
-	for (i = 0; i < cnt; i++)
-		v[i] = json_array_get(all, i);
-	qsort(v, cnt, sizeof(*v), cmp_state);
-	ctl_table_init(&t, (size_t)n);
-	add_header(f, &t, names, n);
-	for (i = 0; i < cnt; i++) {
-		for (int k = 0; k < n; k++) {
-			struct buf c = BUF_INIT;
-			const char *h;
-
-			switch (ids[k]) {
-			case F_UNIT:
-				cb_puts(&c, fl_jstr(v[i], "name"));
-				break;
-			case F_MACHINE:
-				if (*fl_jstr(v[i], "machineID"))
-					fl_legend(f, &c, fl_jstr(v[i], "machineID"), full);
-				break;
-			case F_ACTIVE:
-				cb_puts(&c, fl_jstr(v[i], "systemdActiveState"));
-				break;
-			case F_SUB:
-				cb_puts(&c, fl_jstr(v[i], "systemdSubState"));
-				break;
-			case F_LOAD:
-				cb_puts(&c, fl_jstr(v[i], "systemdLoadState"));
-				break;
-			default:
-				h = fl_jstr(v[i], "hash");
-				cb_append(&c, h, full ? strlen(h) : strnlen(h, 7));
-				break;
-			}
-			ctl_table_add(&t, c.data);
-			buf_release(&c);
-		}
-	}
-	ctl_table_render(&t, &out);
-	ctl_write(stdout, &out);
-	buf_release(&out);
-	ctl_table_release(&t);
-	free(v);
-	json_decref(all);
-	free_names(names, n);
-	return 0;
+	return list_run(f, &l);
 }
 
 int fl_cmd_cat(struct fctx *f, int argc, char **argv)
@@ -484,22 +475,29 @@ static void body_error(struct buf *err, long st, const struct buf *body)
 	json_decref(j);
 }
 
+/* fl_get_unit for a unit that must exist: 1 with *ret (owned), or 0 after fleetctl's message. */
+static int get_existing_unit(struct fctx *f, const char *name, json_t **ret)
+{
+	struct buf err = BUF_INIT;
+	int r = fl_get_unit(f, name, ret, &err);
+
+	if (r < 0)
+		fl_err("Error retrieving Unit %s: %s", name, err.data);
+	else if (r == 0)
+		fl_err("Unit %s does not exist.", name);
+	buf_release(&err);
+	return r > 0;
+}
+
 static int status_one(struct fctx *f, const char *name, struct buf *out)
 {
 	struct buf err = BUF_INIT;
 	json_t *u = NULL, *ids = NULL, *id;
 	size_t i;
-	int r, ret = 0;
+	int ret = 0;
 
-	r = fl_get_unit(f, name, &u, &err);
-	if (r <= 0) {
-		if (r < 0)
-			fl_err("Error retrieving Unit %s: %s", name, err.data);
-		else
-			fl_err("Unit %s does not exist.", name);
-		buf_release(&err);
+	if (!get_existing_unit(f, name, &u))
 		return 1;
-	}
 	if (unit_machines(f, u, &ids, &err) < 0 || json_array_size(ids) == 0) {
 		if (err.len)
 			fl_err("Error retrieving unit states: %s", err.data);
@@ -596,7 +594,7 @@ int fl_cmd_journal(struct fctx *f, int argc, char **argv)
 	struct ctl_error e;
 	json_t *u = NULL;
 	size_t nq = 0;
-	int r, ret = 0;
+	int ret = 0;
 
 	if (argc != 1) {
 		fl_err("One unit file must be provided.");
@@ -606,12 +604,7 @@ int fl_cmd_journal(struct fctx *f, int argc, char **argv)
 		ctl_oom();
 	ctl_resp_init(&resp);
 	ctl_error_init(&e);
-	r = fl_get_unit(f, name.data, &u, &err);
-	if (r <= 0) {
-		if (r < 0)
-			fl_err("Error retrieving Unit %s: %s", name.data, err.data);
-		else
-			fl_err("Unit %s does not exist.", name.data);
+	if (!get_existing_unit(f, name.data, &u)) {
 		ret = 1;
 		goto out;
 	}

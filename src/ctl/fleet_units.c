@@ -68,24 +68,17 @@ static int load_file(const char *path, struct unit_file *ret, struct buf *err)
 	return r;
 }
 
-/* The local path fleetctl looks at for argument `arg`: the argument with ".service" appended
- * when it has no known unit suffix (maybeAppendDefaultUnitType). */
-static void local_path(const char *arg, const char *mangled, struct buf *out)
-{
-	const char *slash = strrchr(arg, '/');
-
-	if (slash)
-		cb_append(out, arg, (size_t)(slash - arg + 1));
-	cb_puts(out, mangled);
-}
-
-static void template_path(const char *path, const char *tmpl, struct buf *out)
+/* The file `name` in the directory of `path` (none: the current one). With an argument and its
+ * mangled name, it is the local path fleetctl looks at: the argument with ".service" appended
+ * when it has no known unit suffix (maybeAppendDefaultUnitType); with a unit file and its
+ * template's name, where the template is looked for next to it. */
+static void sibling_path(const char *path, const char *name, struct buf *out)
 {
 	const char *slash = strrchr(path, '/');
 
 	if (slash)
 		cb_append(out, path, (size_t)(slash - path + 1));
-	cb_puts(out, tmpl);
+	cb_puts(out, name);
 }
 
 static bool hash_differs(const struct unit_file *uf, json_t *opts)
@@ -330,7 +323,7 @@ static int lazy_create(struct fctx *f, const char *cmd, char **args, int n)
 
 		if (unit_name_mangle(args[i], &names[i]) < 0)
 			ctl_oom();
-		local_path(args[i], names[i].data, &path);
+		sibling_path(args[i], names[i].data, &path);
 		r = fl_get_unit(f, names[i].data, &u, &err);
 		if (r < 0) {
 			fl_err("Error creating units: error retrieving Unit(%s) from Registry: %s",
@@ -397,7 +390,7 @@ static int lazy_create(struct fctx *f, const char *cmd, char **args, int n)
 					goto next;
 				}
 			} else if (r == 0) {
-				template_path(path.data, tmpl.data, &tpath);
+				sibling_path(path.data, tmpl.data, &tpath);
 				if (!file_exists(tpath.data)) {
 					fl_err("Error creating units: failed getting Unit(%s) from "
 					       "template: unable to find template Unit(%s) in "
@@ -551,6 +544,29 @@ int fl_cmd_start(struct fctx *f, int argc, char **argv)
 	return load_or_start(f, argc, argv, true);
 }
 
+/* fleetctl's findUnits over the arguments, with its messages: 0 with `ret` filled (at least one
+ * unit; release it), or the exit code 1 after a message. */
+static int find_given_units(struct fctx *f, int argc, char **argv, struct fl_found *ret)
+{
+	struct buf err = BUF_INIT;
+
+	if (fl_need_units(argc))
+		return 1;
+	if (fl_find_units(f, argv, argc, ret, &err) < 0) {
+		fl_err("Error retrieving list of units from repository: %s", err.data);
+		buf_release(&err);
+		fl_found_release(ret);
+		return 1;
+	}
+	buf_release(&err);
+	if (!ret->n) {
+		fl_err("Units not found in registry");
+		fl_found_release(ret);
+		return 1;
+	}
+	return 0;
+}
+
 /* stop (launched -> loaded) and unload (-> inactive). */
 static int stop_or_unload(struct fctx *f, int argc, char **argv, bool stop)
 {
@@ -563,19 +579,9 @@ static int stop_or_unload(struct fctx *f, int argc, char **argv, bool stop)
 
 	if (!acted)
 		ctl_oom();
-	if (fl_need_units(argc)) {
+	if (find_given_units(f, argc, argv, &fd)) {
 		free(acted);
 		return 1;
-	}
-	if (fl_find_units(f, argv, argc, &fd, &err) < 0) {
-		fl_err("Error retrieving list of units from repository: %s", err.data);
-		ret = 1;
-		goto out;
-	}
-	if (!fd.n) {
-		fl_err("Units not found in registry");
-		ret = 1;
-		goto out;
 	}
 	for (size_t i = 0; i < fd.n; i++) {
 		const char *name = fl_jstr(fd.v[i], "name"),
@@ -639,18 +645,8 @@ int fl_cmd_destroy(struct fctx *f, int argc, char **argv)
 	struct fl_found fd = {0};
 	int ret = 0;
 
-	if (fl_need_units(argc))
+	if (find_given_units(f, argc, argv, &fd))
 		return 1;
-	if (fl_find_units(f, argv, argc, &fd, &err) < 0) {
-		fl_err("Error retrieving list of units from repository: %s", err.data);
-		buf_release(&err);
-		return 1;
-	}
-	if (!fd.n) {
-		fl_err("Units not found in registry");
-		fl_found_release(&fd);
-		return 1;
-	}
 	for (size_t i = 0; i < fd.n && !ret; i++) {
 		const char *name = fl_jstr(fd.v[i], "name");
 		char *path = fl_unit_path(name);
@@ -705,18 +701,8 @@ int fl_cmd_restart(struct fctx *f, int argc, char **argv)
 	struct fl_found fd = {0};
 	int ret = 0;
 
-	if (fl_need_units(argc))
+	if (find_given_units(f, argc, argv, &fd))
 		return 1;
-	if (fl_find_units(f, argv, argc, &fd, &err) < 0) {
-		fl_err("Error retrieving list of units from repository: %s", err.data);
-		buf_release(&err);
-		return 1;
-	}
-	if (!fd.n) {
-		fl_err("Units not found in registry");
-		fl_found_release(&fd);
-		return 1;
-	}
 	/* one unit after another, each waited on: not a rolling restart, as in fleetctl */
 	for (size_t i = 0; i < fd.n; i++) {
 		const char *name = fl_jstr(fd.v[i], "name"),

@@ -41,6 +41,11 @@ struct engine {
 	struct policy *policy;
 	ev_timer tick;
 	bool leading;
+	/* A new leader may not have applied all it committed yet: the engine waits for a read
+	 * barrier (everything committed before it is applied) before it reads the store. */
+	bool synced, barrier_pending;
+	unsigned term_gen; /* bumped on every leadership change; stale barriers are ignored */
+	unsigned barriers; /* read barriers not yet called back (any generation) */
 	struct live *live;
 	size_t nlive;
 	unsigned in_flight;     /* proposals not yet applied */
@@ -48,7 +53,20 @@ struct engine {
 	int64_t next_plan_ns;
 	char *last_policy_error;
 	char *default_runtime;
+	bool dead; /* engine_free ran while callbacks were pending: the last one frees */
 };
+
+static void engine_destroy(struct engine *e);
+
+/* A log callback finished: free a dead engine once nothing points at it any more. */
+static bool engine_gone(struct engine *e)
+{
+	if (!e->dead)
+		return false;
+	if (!e->in_flight && !e->barriers)
+		engine_destroy(e);
+	return true;
+}
 
 /* ---- writes ---- */
 
@@ -58,6 +76,8 @@ static void write_done(void *ctx, int err, const struct store_result *res, uint6
 
 	(void)index;
 	e->in_flight--;
+	if (engine_gone(e))
+		return;
 	if (err < 0)
 		log_debug("engine: a write did not apply: %s", flt_strerror(err));
 	else if (res && res->err_code)
@@ -223,7 +243,7 @@ int engine_heartbeat(struct engine *e, const char *body, size_t len, const char 
 	int r = 0;
 
 	*why = NULL;
-	if (!e->leading)
+	if (!e->leading || !e->synced)
 		return FLT_ENOTLEADER;
 	m = json_loadb(body, len, 0, NULL);
 	id = json_string_value(json_object_get(m, "id"));
@@ -544,6 +564,33 @@ out:
 	json_decref(js);
 }
 
+struct barrier {
+	struct engine *e;
+	unsigned gen;
+};
+
+static void barrier_done(void *ctx, int err, const struct store_result *res, uint64_t index)
+{
+	struct barrier *b = ctx;
+	struct engine *e = b->e;
+
+	(void)res;
+	(void)index;
+	e->barriers--;
+	if (engine_gone(e)) {
+		free(b);
+		return;
+	}
+	if (b->gen == e->term_gen) {
+		e->barrier_pending = false;
+		if (err == 0 && e->leading) {
+			became_leader(e);
+			e->synced = true;
+		}
+	}
+	free(b);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct engine *e = container_of(w, struct engine, tick);
@@ -554,12 +601,26 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (lead != e->leading) {
 		e->leading = lead;
-		if (lead)
-			became_leader(e);
-		else
-			live_clear(e);
+		e->synced = false;
+		e->barrier_pending = false;
+		e->term_gen++;
+		live_clear(e);
 	}
-	if (!lead || e->in_flight)
+	if (lead && !e->synced && !e->barrier_pending) {
+		struct barrier *b = malloc(sizeof(*b));
+
+		if (b) {
+			b->e = e;
+			b->gen = e->term_gen;
+			if (node_read_barrier(e->node, barrier_done, b) == 0) {
+				e->barrier_pending = true;
+				e->barriers++;
+			} else {
+				free(b);
+			}
+		}
+	}
+	if (!lead || !e->synced || e->in_flight)
 		return;
 	reap_dead(e);
 	if (e->in_flight)
@@ -605,6 +666,15 @@ void engine_free(struct engine *e)
 	if (!e)
 		return;
 	ev_timer_stop(e->loop, &e->tick);
+	/* Proposals and a read barrier still pending call back later (node_free fails them). */
+	e->dead = true;
+	if (e->in_flight || e->barriers)
+		return;
+	engine_destroy(e);
+}
+
+static void engine_destroy(struct engine *e)
+{
 	live_clear(e);
 	policy_free(e->policy);
 	free(e->policy_path);

@@ -19,6 +19,11 @@
 
 #include "flotilla/driver.h"
 
+#ifdef FAKE_ABI_MAJOR
+#define FAKE_ABI_MINOR 0 /* a driver from another major: "ABI 2.0" in the refusal */
+#else
+#define FAKE_ABI_MINOR FLT_DRV_ABI_MINOR
+#endif
 #ifndef FAKE_ABI_MAJOR
 #define FAKE_ABI_MAJOR FLT_DRV_ABI_MAJOR
 #endif
@@ -363,7 +368,7 @@ static void fake_close(struct flt_drv *d)
 
 static const struct flt_drv_ops fake_ops = {
     .abi_major = FAKE_ABI_MAJOR,
-    .abi_minor = FLT_DRV_ABI_MINOR,
+    .abi_minor = FAKE_ABI_MINOR,
 #ifdef FAKE_OPS_SMALL
     .ops_size = offsetof(struct flt_drv_ops, adopt),
 #else

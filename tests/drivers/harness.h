@@ -89,4 +89,29 @@ const char *hx_trace(struct hx *hx, struct flt_task *t);
 /* "activating", "active", ... */
 const char *hx_active_name(enum flt_active a);
 
+/* ---- for cmocka tests: the including file has included <cmocka.h> first ---- */
+
+/* hx_open_in that fails the running test instead of returning NULL. */
+#define HX_OPEN_IN(so_path, kv, state_base)                                                        \
+	({                                                                                         \
+		struct hx *hx_opened_ = hx_open_in(so_path, kv, state_base);                       \
+		assert_non_null(hx_opened_);                                                       \
+		hx_opened_;                                                                        \
+	})
+
+/* hx_wait that fails the running test, naming the states seen, if no report matched. */
+#define HX_WAIT_STATE(hx, t, a, sub, timeout_ms)                                                   \
+	do {                                                                                       \
+		if (!hx_wait(hx, t, a, sub, timeout_ms))                                           \
+			fail_msg("no %s/%s; states: %s", hx_active_name(a), sub ? sub : "*",       \
+			         hx_trace(hx, t));                                                 \
+	} while (0)
+
+/* hx_wait_output that fails the running test, showing the output, if `s` never came. */
+#define HX_WAIT_OUTPUT(hx, t, s, timeout_ms)                                                       \
+	do {                                                                                       \
+		if (!hx_wait_output(hx, t, s, timeout_ms))                                         \
+			fail_msg("no '%s' in output: '%s'", s, hx_output(hx, t));                  \
+	} while (0)
+
 #endif

@@ -13,7 +13,7 @@ FLOTCTL=${FLOTCTL:-$FLT_BUILDDIR/flotctl}
 DRIVERS=$FLT_BUILDDIR/drivers
 [ -f "$DRIVERS/docker.so" ] || fail "the docker driver is not built ($DRIVERS/docker.so)"
 docker_setup
-trap 'docker_cleanup' EXIT
+trap 'rc=$?; t_stop_nodes; docker_cleanup; (exit $rc); t_cleanup' EXIT
 declare -a CPORT PPORT PID DIR
 CPORT[1]=$(free_port)
 PPORT[1]=$(free_port)

@@ -15,7 +15,7 @@ DRIVERS=$FLT_BUILDDIR/drivers
 [ -f "$DRIVERS/exec.so" ] || fail "the exec driver is not built ($DRIVERS/exec.so)"
 MARK=5$RANDOM
 cleanup_units() { pkill -f "sleep $MARK" 2>/dev/null || true; pkill -f "stubborn-$MARK" 2>/dev/null || true; }
-trap 'cleanup_units' EXIT
+trap 'rc=$?; t_stop_nodes; cleanup_units; (exit $rc); t_cleanup' EXIT
 declare -a CPORT PPORT PID DIR
 for i in 1 2; do
 	CPORT[$i]=$(free_port)

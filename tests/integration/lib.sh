@@ -16,8 +16,11 @@ FLT_WRAP=${FLT_WRAP:-}
 T_PIDS=()
 T_NODE_PIDS=()
 T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/flt-test.XXXXXX")
-t_cleanup() {
-	local rc=$? p st end
+T_RC=0
+# Stop our daemons (TERM, then wait); under FLT_WRAP a non-zero exit fails the test. Tests that
+# clean up more (units, containers) call it first in their own EXIT trap, then t_cleanup.
+t_stop_nodes() {
+	local p st end
 	for p in "${T_NODE_PIDS[@]}"; do
 		kill -0 "$p" 2>/dev/null || continue
 		kill -TERM "$p" 2>/dev/null || true
@@ -28,9 +31,14 @@ t_cleanup() {
 		if [ -n "$FLT_WRAP" ] && [ "$st" -ne 0 ]; then
 			echo "FAIL: daemon $p exited $st under '$FLT_WRAP' (see its log above)" >&2
 			cat "$T_TMP"/*.log >&2 2>/dev/null || true
-			rc=1
+			T_RC=1
 		fi
 	done
+}
+t_cleanup() {
+	local rc=$? p
+	t_stop_nodes
+	[ "$T_RC" -eq 0 ] || rc=$T_RC
 	for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$T_TMP"

@@ -10,6 +10,10 @@
 # If FLT_DOCKER_HOST names a daemon that answers already (e.g. started by a calling script), it is
 # reused and left running. A dockerd that cannot start fails the test with its reason: nothing is
 # skipped silently.
+#
+# FLT_DOCKERD_ARGS, if set, is extra dockerd arguments (split on blanks) for the dockerd started
+# here, e.g. "--registry-mirror http://127.0.0.1:PORT -H unix:///var/run/docker.sock"; unset or
+# empty, the dockerd is started exactly as before.
 
 DK_ROOT=
 DK_PID=
@@ -79,9 +83,10 @@ docker_setup() {
 		DK_ROOT=$(mktemp -d /tmp/flt-dk.XXXXXX) || fail "mktemp failed"
 		DK_OWNED=1
 		FLT_DOCKER_HOST=unix://$DK_ROOT/docker.sock
+		# shellcheck disable=SC2086 # FLT_DOCKERD_ARGS is a list of arguments
 		dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
 			--data-root "$DK_ROOT/data" --exec-root "$DK_ROOT/exec" \
-			--pidfile "$DK_ROOT/docker.pid" -H "$FLT_DOCKER_HOST" \
+			--pidfile "$DK_ROOT/docker.pid" -H "$FLT_DOCKER_HOST" ${FLT_DOCKERD_ARGS:-} \
 			>"$DK_ROOT/dockerd.log" 2>&1 &
 		DK_PID=$!
 		end=$((SECONDS + 60))

@@ -24,7 +24,7 @@ for i in 1 2 3; do CLUSTER+="${CLUSTER:+,}n$i=http://127.0.0.1:${PPORT[$i]}"; do
 meta() { [ "$1" -le 2 ] && echo "region=east,disk=ssd" || echo "region=west"; }
 
 cleanup_units() { pkill -f "sleep $MARK" 2>/dev/null || true; }
-trap 'cleanup_units' EXIT
+trap 'rc=$?; t_stop_nodes; cleanup_units; (exit $rc); t_cleanup' EXIT
 
 dump_logs() {
 	for i in $(seq 1 $N); do

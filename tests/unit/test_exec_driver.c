@@ -23,24 +23,11 @@ static const char *const drv_kv[] = {"exec-shim", EXEC_SHIM, NULL};
 
 static struct hx *open_hx(void)
 {
-	struct hx *hx = hx_open(EXEC_SO, drv_kv);
-
-	assert_non_null(hx);
-	return hx;
+	return HX_OPEN_IN(EXEC_SO, drv_kv, NULL);
 }
 
-#define WAIT_STATE(hx, t, a, sub)                                                                  \
-	do {                                                                                       \
-		if (!hx_wait(hx, t, a, sub, WAIT_MS))                                              \
-			fail_msg("no %s/%s; states: %s", hx_active_name(a), sub ? sub : "*",       \
-			         hx_trace(hx, t));                                                 \
-	} while (0)
-
-#define WAIT_OUTPUT(hx, t, s)                                                                      \
-	do {                                                                                       \
-		if (!hx_wait_output(hx, t, s, WAIT_MS))                                            \
-			fail_msg("no '%s' in output: '%s'", s, hx_output(hx, t));                  \
-	} while (0)
+#define WAIT_STATE(hx, t, a, sub) HX_WAIT_STATE(hx, t, a, sub, WAIT_MS)
+#define WAIT_OUTPUT(hx, t, s)     HX_WAIT_OUTPUT(hx, t, s, WAIT_MS)
 
 /* Is there a (non-zombie) process with this pid? */
 static bool pid_alive(long pid)

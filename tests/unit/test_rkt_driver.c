@@ -23,18 +23,10 @@ static const char *drv_kv[] = {"rkt-path",    RKT_STANDIN, "rkt-dir", pod_base,
 
 static struct hx *open_hx(void)
 {
-	struct hx *hx = hx_open(RKT_SO, drv_kv);
-
-	assert_non_null(hx);
-	return hx;
+	return HX_OPEN_IN(RKT_SO, drv_kv, NULL);
 }
 
-#define WAIT_STATE(hx, t, a, sub)                                                                  \
-	do {                                                                                       \
-		if (!hx_wait(hx, t, a, sub, WAIT_MS))                                              \
-			fail_msg("no %s/%s; states: %s", hx_active_name(a), sub ? sub : "*",       \
-			         hx_trace(hx, t));                                                 \
-	} while (0)
+#define WAIT_STATE(hx, t, a, sub) HX_WAIT_STATE(hx, t, a, sub, WAIT_MS)
 
 static bool no_pods(void *ctx)
 {

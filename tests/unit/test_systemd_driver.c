@@ -22,18 +22,10 @@ static const char *const drv_kv[] = {"systemd-bus", "user", NULL};
 
 static struct hx *open_hx_in(const char *base)
 {
-	struct hx *hx = hx_open_in(SYSTEMD_SO, drv_kv, base);
-
-	assert_non_null(hx);
-	return hx;
+	return HX_OPEN_IN(SYSTEMD_SO, drv_kv, base);
 }
 
-#define WAIT_STATE(hx, t, a, sub)                                                                  \
-	do {                                                                                       \
-		if (!hx_wait(hx, t, a, sub, WAIT_MS))                                              \
-			fail_msg("no %s/%s; states: %s", hx_active_name(a), sub ? sub : "*",       \
-			         hx_trace(hx, t));                                                 \
-	} while (0)
+#define WAIT_STATE(hx, t, a, sub) HX_WAIT_STATE(hx, t, a, sub, WAIT_MS)
 
 static bool unit_file_exists(const char *unit)
 {
