@@ -81,8 +81,8 @@ struct config_cluster {
 /* Parse --initial-cluster. Every node computes the same ids from the same flags. Returns 0, or
  * -EINVAL with `err` naming the problem (empty, an item without '=', an empty name or URL, two
  * members with the same id), or -ENOMEM. */
-int config_parse_cluster(const char *initial_cluster, const char *token,
-			 struct config_cluster *ret, char *err, size_t errlen);
+int config_parse_cluster(const char *initial_cluster, const char *token, struct config_cluster *ret,
+                         char *err, size_t errlen);
 void config_cluster_release(struct config_cluster *c);
 /* A member's id, as etcd derives it: a hash (FNV-1a 64 here) of its sorted peer URLs and the
  * cluster token; never 0. `urls` is comma-separated. */

@@ -45,7 +45,7 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud)
 
 /* One request. Returns 0 with the answer in *r, or -EIO with curl's reason in `err`. */
 static int call(const char *method, const char *url, const char *form, long timeout_s,
-		struct resp *r, char *err, size_t errlen)
+                struct resp *r, char *err, size_t errlen)
 {
 	CURL *c = curl_easy_init();
 	char ebuf[CURL_ERROR_SIZE] = "";
@@ -74,7 +74,7 @@ static int call(const char *method, const char *url, const char *form, long time
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
 	else
 		snprintf(err, errlen, "cannot reach discovery service '%s': %s", url,
-			 ebuf[0] ? ebuf : curl_easy_strerror(rc));
+		         ebuf[0] ? ebuf : curl_easy_strerror(rc));
 	curl_easy_cleanup(c);
 	return rc == CURLE_OK ? 0 : -EIO;
 }
@@ -107,7 +107,8 @@ static int read_regs(json_t *root, struct reg **ret)
 	v = calloc(json_array_size(nodes) + 1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	json_array_foreach(nodes, i, n) {
+	json_array_foreach(nodes, i, n)
+	{
 		const char *key = json_string_value(json_object_get(n, "key"));
 		const char *val = json_string_value(json_object_get(n, "value"));
 		const char *slash = key ? strrchr(key, '/') : NULL;
@@ -167,7 +168,7 @@ static int save(const char *data_dir, const struct discovery_result *res)
 		r = buf_printf(&tmp, "%s/" SAVED_FILE ".tmp", data_dir);
 	if (r >= 0)
 		r = buf_printf(&data, "%s\n%s\n%s\n", res->proxy ? "proxy" : "member",
-			       res->initial_cluster, res->token);
+		               res->initial_cluster, res->token);
 	if (r >= 0) {
 		fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		r = fd < 0 ? -errno : fs_write_all(fd, data.data, data.len);
@@ -194,8 +195,8 @@ static void backoff(double *delay)
 }
 
 int discovery_run(const char *url, const char *name, const char *peer_urls, uint64_t member_id,
-		  bool fallback_proxy, const char *data_dir, struct discovery_result *ret, char *err,
-		  size_t errlen)
+                  bool fallback_proxy, const char *data_dir, struct discovery_result *ret,
+                  char *err, size_t errlen)
 {
 	struct resp rs = {.body = BUF_INIT};
 	struct buf u = BUF_INIT, form = BUF_INIT, self = BUF_INIT, cluster = BUF_INIT;
@@ -210,7 +211,7 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 	memset(ret, 0, sizeof(*ret));
 	if (load_saved(data_dir, ret) == 0) {
 		log_info("using the cluster found through discovery earlier (%s): %s",
-			 ret->proxy ? "as a proxy" : "as a member", ret->initial_cluster);
+		         ret->proxy ? "as a proxy" : "as a member", ret->initial_cluster);
 		return 0;
 	}
 	snprintf(idhex, sizeof(idhex), "%llx", (unsigned long long)member_id);
@@ -223,7 +224,8 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 			size_t l = strcspn(p, ",");
 
 			if (l)
-				buf_printf(&self, "%s%s=%.*s", self.len ? "," : "", name, (int)l, p);
+				buf_printf(&self, "%s%s=%.*s", self.len ? "," : "", name, (int)l,
+				           p);
 			p += l + (p[l] == ',');
 		}
 	}
@@ -236,25 +238,29 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 		if (r == 0 && rs.status == 200)
 			break;
 		if (r == 0 && rs.status == 404) {
-			snprintf(err, errlen, "discovery: '%s' has no _config/size key (not a discovery URL?)",
-				 url);
+			snprintf(err, errlen,
+			         "discovery: '%s' has no _config/size key (not a discovery URL?)",
+			         url);
 			r = -ENOENT;
 			goto out;
 		}
 		if (r == 0)
-			snprintf(err, errlen, "discovery service '%s' answered %ld", url, rs.status);
+			snprintf(err, errlen, "discovery service '%s' answered %ld", url,
+			         rs.status);
 		log_warn("%s: retrying", err);
 		backoff(&delay);
 	}
 	root = json_loadb(rs.body.data, rs.body.len, 0, NULL);
 	{
-		const char *v = json_string_value(json_object_get(json_object_get(root, "node"), "value"));
+		const char *v =
+		    json_string_value(json_object_get(json_object_get(root, "node"), "value"));
 		char *end;
 
 		size = v ? strtol(v, &end, 10) : 0;
 		if (!v || *end || size < 1 || size > 1000) {
-			snprintf(err, errlen, "discovery: bad cluster size '%s' at '%s/_config/size'",
-				 v ? v : "", url);
+			snprintf(err, errlen,
+			         "discovery: bad cluster size '%s' at '%s/_config/size'",
+			         v ? v : "", url);
 			r = -EINVAL;
 			goto out;
 		}
@@ -272,7 +278,7 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 		if (r < 0 || rs.status != 200) {
 			if (r == 0)
 				snprintf(err, errlen, "discovery service '%s' answered %ld", url,
-					 rs.status);
+				         rs.status);
 			log_warn("%s: retrying", err);
 			backoff(&delay);
 			continue;
@@ -292,7 +298,8 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 				pos = i;
 		if (pos < 0 && n >= size) {
 			if (!fallback_proxy) {
-				snprintf(err, errlen, "discovery: the cluster at '%s' is full", url);
+				snprintf(err, errlen, "discovery: the cluster at '%s' is full",
+				         url);
 				r = -EEXIST;
 				goto out;
 			}
@@ -312,8 +319,9 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 				log_info("discovery: registered as '%s' (%s)", idhex, self.data);
 			} else {
 				if (r == 0)
-					snprintf(err, errlen, "discovery: registering at '%s' answered %ld",
-						 u.data, rs.status);
+					snprintf(err, errlen,
+					         "discovery: registering at '%s' answered %ld",
+					         u.data, rs.status);
 				log_warn("%s: retrying", err);
 				backoff(&delay);
 			}
@@ -328,7 +336,7 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 		log_info("discovery: %d of %ld members registered: waiting", n, size);
 		buf_clear(&u);
 		buf_printf(&u, "%s?wait=true&recursive=true&waitIndex=%llu", url,
-			   (unsigned long long)index + 1);
+		           (unsigned long long)index + 1);
 		if (call("GET", u.data, NULL, WAIT_S, &rs, err, errlen) < 0 &&
 		    strstr(err, "timed out") == NULL) {
 			log_warn("%s: retrying", err);
@@ -340,7 +348,7 @@ int discovery_run(const char *url, const char *name, const char *peer_urls, uint
 	r = ret->initial_cluster && ret->token ? save(data_dir, ret) : -ENOMEM;
 	if (r < 0)
 		snprintf(err, errlen, "cannot save the discovery result in '%s': %s", data_dir,
-			 strerror(-r));
+		         strerror(-r));
 	else
 		log_info("discovery: the cluster is %s", ret->initial_cluster);
 out:

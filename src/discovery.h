@@ -10,9 +10,10 @@
 #include <stdint.h>
 
 struct discovery_result {
-	char *initial_cluster; /* owned: "name=url,name=url" of the cluster's first `size` members */
-	bool proxy;            /* the cluster was full: run as a proxy of those members */
-	char *token;           /* owned: the discovery URL the cluster was found at (its token) */
+	char
+	    *initial_cluster; /* owned: "name=url,name=url" of the cluster's first `size` members */
+	bool proxy;           /* the cluster was full: run as a proxy of those members */
+	char *token;          /* owned: the discovery URL the cluster was found at (its token) */
 };
 
 /* Register `name` (id `member_id`, peer URLs `peer_urls`, comma-separated) under `url` and wait
@@ -21,8 +22,8 @@ struct discovery_result {
  * saved in `data_dir`/discovery and read from there on later starts. Returns 0, or a negative
  * errno with a message in `err`. */
 int discovery_run(const char *url, const char *name, const char *peer_urls, uint64_t member_id,
-		  bool fallback_proxy, const char *data_dir, struct discovery_result *ret, char *err,
-		  size_t errlen);
+                  bool fallback_proxy, const char *data_dir, struct discovery_result *ret,
+                  char *err, size_t errlen);
 void discovery_result_release(struct discovery_result *r);
 
 #endif

@@ -59,11 +59,11 @@ struct daemon {
 	bool sync_in_flight; /* a TTL sync entry is proposed and not yet applied */
 	int64_t last_sync_ns;
 	struct config_cluster cluster;
-	bool published;          /* this member's client URLs are in the store */
+	bool published; /* this member's client URLs are in the store */
 	bool publish_in_flight;
-	bool named;              /* a joined member: its name is in the store */
+	bool named; /* a joined member: its name is in the store */
 	bool name_in_flight;
-	bool leaving;            /* this member was removed: stopping */
+	bool leaving; /* this member was removed: stopping */
 };
 
 static void on_handoff(struct ev_loop *loop, ev_timer *w, int revents)
@@ -232,7 +232,7 @@ static const char *own_url(void *ud)
 	struct daemon *d = ud;
 
 	return d->cfg.advertise_client_urls.n ? d->cfg.advertise_client_urls.v[0]
-					      : "http://127.0.0.1:2379";
+	                                      : "http://127.0.0.1:2379";
 }
 
 /* A proxy answers journal/status requests for its own machine itself. */
@@ -242,7 +242,7 @@ static bool proxy_local(void *ud, struct web_req *req)
 	const char *path = web_req_path(req), *q = web_req_query(req), *m;
 
 	if (!d->agent || (strncmp(path, MODEL_JOURNAL_PATH, strlen(MODEL_JOURNAL_PATH)) &&
-			  strncmp(path, MODEL_STATUS_PATH, strlen(MODEL_STATUS_PATH))))
+	                  strncmp(path, MODEL_STATUS_PATH, strlen(MODEL_STATUS_PATH))))
 		return false;
 	m = strstr(q, "machine=");
 	if (!m || (m != q && m[-1] != '&') ||
@@ -291,7 +291,7 @@ static int start_agent(struct daemon *d)
 		if (i == ARRAY_SIZE(opt_copy) || !(opt_copy[i] = strdup(d->cfg.driver_opt.v[i])) ||
 		    !(eq = strchr(opt_copy[i], '='))) {
 			log_error("invalid --driver-opt '%s': key=value (at most %zu)",
-				  d->cfg.driver_opt.v[i], ARRAY_SIZE(opt_copy));
+			          d->cfg.driver_opt.v[i], ARRAY_SIZE(opt_copy));
 			for (size_t k = 0; k <= i && k < ARRAY_SIZE(opt_copy); k++)
 				free(opt_copy[k]);
 			return -EINVAL;
@@ -329,7 +329,8 @@ static int start_agent(struct daemon *d)
 	ac.fence = d->cfg.fence;
 	/* The leader declares a machine dead a TTL after its last heartbeat, and a new leader
 	 * only a TTL after it was elected: an election (up to 2 election timeouts) must not make
-	 * every agent stop its units. A cut-off machine and its replacement overlap at most that. */
+	 * every agent stop its units. A cut-off machine and its replacement overlap at most that.
+	 */
 	ac.fence_ms = (unsigned)(d->cfg.agent_ttl + 2 * d->cfg.election_timeout);
 	ac.memory = d->cfg.memory;
 	ac.cpus = d->cfg.cpus;
@@ -343,7 +344,7 @@ static int start_agent(struct daemon *d)
 		return r;
 	}
 	log_info("agent: machine '%s' at %s, metadata '%s'", d->machine_id, d->public_ip,
-		 d->cfg.metadata);
+	         d->cfg.metadata);
 	d->api.agent = d->agent;
 	return 0;
 }
@@ -395,9 +396,9 @@ static int run_discovery(struct daemon *d)
 	r = d->cfg.initial_cluster_token ? 0 : -ENOMEM;
 	if (r == 0)
 		r = discovery_run(d->cfg.discovery, d->cfg.name, peers.data,
-				  config_member_id(peers.data, d->cfg.discovery),
-				  strcmp(d->cfg.discovery_fallback, "exit") != 0, d->cfg.data_dir, &res,
-				  err, sizeof(err));
+		                  config_member_id(peers.data, d->cfg.discovery),
+		                  strcmp(d->cfg.discovery_fallback, "exit") != 0, d->cfg.data_dir,
+		                  &res, err, sizeof(err));
 	buf_release(&peers);
 	if (r < 0) {
 		log_error("%s", err[0] ? err : flt_strerror(r));
@@ -429,7 +430,7 @@ static int start_proxy(struct daemon *d)
 		return -EINVAL;
 	}
 	r = config_parse_cluster(d->cfg.initial_cluster, d->cfg.initial_cluster_token, &d->cluster,
-				 err, sizeof(err));
+	                         err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err[0] ? err : flt_strerror(r));
 		return r;
@@ -467,9 +468,10 @@ static int start_proxy(struct daemon *d)
 		r = web_listen(d->web, d->cfg.listen_client_urls.v[i]);
 		if (r < 0)
 			log_error("cannot listen on '%s': %s", d->cfg.listen_client_urls.v[i],
-				  flt_strerror(r));
+			          flt_strerror(r));
 		else
-			log_info("proxying client requests on '%s'", d->cfg.listen_client_urls.v[i]);
+			log_info("proxying client requests on '%s'",
+			         d->cfg.listen_client_urls.v[i]);
 	}
 	if (r >= 0)
 		r = start_agent(d);
@@ -575,8 +577,8 @@ static int daemon_start(struct daemon *d)
 	ncfg.peer_http_get = peer_http_get;
 	/* Peer URLs other than the default were asked for: serve them even alone. */
 	ncfg.listen_alone = !(d->cfg.listen_peer_urls.n == 2 &&
-			      !strcmp(d->cfg.listen_peer_urls.v[0], "http://127.0.0.1:2380") &&
-			      !strcmp(d->cfg.listen_peer_urls.v[1], "http://127.0.0.1:7001"));
+	                      !strcmp(d->cfg.listen_peer_urls.v[0], "http://127.0.0.1:2380") &&
+	                      !strcmp(d->cfg.listen_peer_urls.v[1], "http://127.0.0.1:7001"));
 	ncfg.peer_http_ud = d;
 	r = node_new(d->loop, &ncfg, d->store, &d->node);
 	free(members);
@@ -597,9 +599,9 @@ static int daemon_start(struct daemon *d)
 	d->api.max_watches = (unsigned)d->cfg.max_watches;
 	d->api.stats.start_time_ns = flt_realtime_ns();
 	snprintf(d->api.cluster_id_hex, sizeof(d->api.cluster_id_hex), "%llx",
-		 (unsigned long long)cluster_id);
+	         (unsigned long long)cluster_id);
 	snprintf(d->api.member_id_hex, sizeof(d->api.member_id_hex), "%llx",
-		 (unsigned long long)member_id);
+	         (unsigned long long)member_id);
 	r = web_server_new(d->loop, &lim, api_handle, &d->api, &d->web);
 	if (r < 0) {
 		log_error("cannot create the HTTP server: %s", flt_strerror(r));
@@ -610,8 +612,8 @@ static int daemon_start(struct daemon *d)
 	d->api.http = d->http;
 	{
 		struct engine_config ec = {.machine_ttl_ms = (unsigned)d->cfg.agent_ttl,
-					   .policy_path = d->cfg.scheduler_policy,
-					   .default_runtime = d->cfg.default_runtime};
+		                           .policy_path = d->cfg.scheduler_policy,
+		                           .default_runtime = d->cfg.default_runtime};
 
 		r = engine_new(d->loop, d->store, d->node, &ec, &d->engine);
 		if (r < 0) {
@@ -627,7 +629,7 @@ static int daemon_start(struct daemon *d)
 		r = web_listen(d->web, d->cfg.listen_client_urls.v[i]);
 		if (r < 0) {
 			log_error("cannot listen on '%s': %s", d->cfg.listen_client_urls.v[i],
-				  flt_strerror(r));
+			          flt_strerror(r));
 			return r;
 		}
 		log_info("serving client requests on '%s'", d->cfg.listen_client_urls.v[i]);
@@ -708,7 +710,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("flotillad %s starting: name '%s', data dir '%s'", FLT_VERSION, d.cfg.name,
-		 d.cfg.data_dir);
+	         d.cfg.data_dir);
 	r = daemon_start(&d);
 	if (r >= 0) {
 		sd_notify(0, "READY=1");

@@ -108,8 +108,6 @@ struct node {
 	int64_t election_ns;
 };
 
-
-
 /* ---- helpers ---- */
 
 static char *path_join(const char *a, const char *b)
@@ -897,7 +895,8 @@ static void reconcile(struct node *n)
 			r = peer_update(n->peers, m.v[i].id, m.v[i].peer_urls);
 		if (r < 0)
 			log_warn("cannot reach member %llx at '%s': %s",
-			         (unsigned long long)m.v[i].id, m.v[i].peer_urls, flt_strerror((int)r));
+			         (unsigned long long)m.v[i].id, m.v[i].peer_urls,
+			         flt_strerror((int)r));
 	}
 	for (size_t i = 0; i < removed.n; i++) {
 		if (removed.v[i] == n->member_id) {
@@ -1162,8 +1161,8 @@ out:
 static int start_peers(struct node *n, const struct node_config *cfg)
 {
 	struct peer_callbacks cb = {.on_frame = on_frame,
-				    .on_peer_state = on_peer_state,
-				    .on_http_get = cfg->peer_http_get ? on_http_get : NULL};
+	                            .on_peer_state = on_peer_state,
+	                            .on_http_get = cfg->peer_http_get ? on_http_get : NULL};
 	struct peer_config pc;
 	int r;
 

@@ -24,8 +24,8 @@ struct node_member {
 };
 
 struct node_config {
-	const char *data_dir;      /* holds wal/ and snap/ */
-	uint64_t snapshot_count;   /* applied entries between snapshots (etcd's --snapshot-count) */
+	const char *data_dir;    /* holds wal/ and snap/ */
+	uint64_t snapshot_count; /* applied entries between snapshots (etcd's --snapshot-count) */
 	uint64_t member_id;
 	uint64_t cluster_id;
 	/* The Raft cluster. No members, or only this one: a one-member cluster that opens no
@@ -52,7 +52,7 @@ struct node_config {
  * node), replay the WAL after it. A corrupt WAL or snapshot fails with FLT_ECORRUPT after logging
  * the file and offset; a torn last record is truncated (and logged). */
 int node_new(struct ev_loop *loop, const struct node_config *cfg, struct store *store,
-	     struct node **ret);
+             struct node **ret);
 /* Flush what is pending (so nothing acknowledged-to-be is dropped silently: pending proposals
  * fail with FLT_ESTOPPED) and free. Accepts NULL. */
 void node_free(struct node *n);
@@ -60,7 +60,7 @@ void node_free(struct node *n);
 /* Called when the entry is applied (err 0, `res` is the store's result, borrowed for the call)
  * or can no longer be (err < 0, res NULL). `raft_index` is the entry's log index. */
 typedef void (*node_done_fn)(void *ctx, int err, const struct store_result *res,
-			     uint64_t raft_index);
+                             uint64_t raft_index);
 
 /* Propose one store command (encoded by store_cmd_encode). `data` is copied. The callback runs
  * from the loop, never from inside this call. Returns 0, -ENOMEM, or FLT_ENOTLEADER. */
@@ -121,8 +121,7 @@ bool node_urls_valid(const char *urls);
  * (the store result of the record, or an error). Returns 0, FLT_EINVAL (bad URLs), -EEXIST (a
  * member already has one of these URLs, or the id exists), -EIDRM (the id was removed),
  * -ENOMEM, FLT_ESTOPPED. */
-int node_add_member(struct node *n, const char *urls, uint64_t *ret_id, node_done_fn cb,
-		    void *ctx);
+int node_add_member(struct node *n, const char *urls, uint64_t *ret_id, node_done_fn cb, void *ctx);
 /* Remove member `id`. Returns 0, -ENOENT, -EIDRM (already removed), -ENOMEM, FLT_ESTOPPED. */
 int node_remove_member(struct node *n, uint64_t id, node_done_fn cb, void *ctx);
 /* New peer URLs for member `id`. Returns 0, -ENOENT, -EIDRM, FLT_EINVAL, -EEXIST (another member
@@ -138,10 +137,10 @@ bool node_name_announced(struct node *n, const char *name);
 
 /* Counters for /v2/stats and /metrics. */
 struct node_stats {
-	uint64_t proposals;       /* accepted proposals */
+	uint64_t proposals; /* accepted proposals */
 	uint64_t proposals_failed;
-	uint64_t syncs;           /* fdatasync calls of the WAL */
-	uint64_t entries_synced;  /* entries those syncs covered */
+	uint64_t syncs;          /* fdatasync calls of the WAL */
+	uint64_t entries_synced; /* entries those syncs covered */
 	uint64_t snapshots;
 	uint64_t wal_bytes;
 };

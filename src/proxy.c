@@ -97,11 +97,11 @@ static void members_done(void *ctx, int err, const char *msg, int status, const 
 		log_debug("proxy: cannot read the member list: %s", err < 0 ? msg : "bad status");
 	} else if ((root = json_loadb(body->data ? body->data : "", body->len, 0, NULL))) {
 		ms = json_object_get(root, "members");
-		json_array_foreach(ms, i, m) {
+		json_array_foreach(ms, i, m)
+		{
 			cu = json_object_get(m, "clientURLs");
-			json_array_foreach(cu, j, u)
-				if (json_string_value(u))
-					fresh_add(p, json_string_value(u));
+			json_array_foreach(cu, j, u) if (json_string_value(u))
+			    fresh_add(p, json_string_value(u));
 		}
 		json_decref(root);
 	}
@@ -140,7 +140,7 @@ static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int proxy_new(struct ev_loop *loop, struct hcli *http, const struct proxy_config *cfg,
-	      struct proxy **ret)
+              struct proxy **ret)
 {
 	struct proxy *p = calloc(1, sizeof(*p));
 
@@ -279,7 +279,7 @@ static void on_done(void *ctx, int err, const char *msg, int status, const struc
 
 		fwd_headers(f, hv);
 		web_respond(f->req, status, hv, f->nh, f->body.data ? f->body.data : "",
-			    f->body.len);
+		            f->body.len);
 	}
 	fwd_free(f);
 }
@@ -318,7 +318,7 @@ static void fwd_start(struct fwd *f)
 	}
 	if (!ep) {
 		static const char msg[] = "{\"message\":\"proxy: unable to get response from any "
-					  "endpoint\"}\n";
+		                          "endpoint\"}\n";
 		struct web_header ctype = {"Content-Type", "application/json"};
 
 		web_req_on_close(f->req, NULL, NULL);

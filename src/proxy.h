@@ -26,7 +26,7 @@ struct proxy_config {
 };
 
 int proxy_new(struct ev_loop *loop, struct hcli *http, const struct proxy_config *cfg,
-	      struct proxy **ret);
+              struct proxy **ret);
 void proxy_free(struct proxy *p);
 /* The web server's handler in proxy mode; `ud` is the struct proxy. */
 void proxy_handle(void *ud, struct web_req *req);

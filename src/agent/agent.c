@@ -39,8 +39,8 @@ struct ustate {
 	char *name;
 	char *hash; /* of the text below */
 	char *text;
-	char *written; /* state JSON last written ("" = deleted / never) */
-	char *pending; /* state JSON to write; "" = delete the key; NULL = nothing */
+	char *written;      /* state JSON last written ("" = deleted / never) */
+	char *pending;      /* state JSON to write; "" = delete the key; NULL = nothing */
 	const char *target; /* what this agent was told: "loaded" or "launched" (static) */
 	bool writing;
 };
@@ -114,14 +114,15 @@ void agent_runner_state(struct agent *a, const char *unit, const struct runner_s
 	if (!st) {
 		s = strdup("");
 	} else {
-		o = json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:i, s:i, s:i, "
-			      "s:s?, s:s?}",
-			      "machineID", a->machine_id, "target", u->target, "hash", st->hash, "runtime", st->runtime,
-			      "loadState", st->load_state, "activeState", st->active_state,
-			      "subState", st->sub_state, "since", (json_int_t)st->since, "mainPID",
-			      (json_int_t)st->main_pid, "handle", st->handle, "restarts",
-			      (int)st->restarts, "exitCode", st->exit_code, "exitSignal",
-			      st->exit_signal, "result", st->result, "message", st->message);
+		o = json_pack(
+		    "{s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s?, s:i, s:i, s:i, "
+		    "s:s?, s:s?}",
+		    "machineID", a->machine_id, "target", u->target, "hash", st->hash, "runtime",
+		    st->runtime, "loadState", st->load_state, "activeState", st->active_state,
+		    "subState", st->sub_state, "since", (json_int_t)st->since, "mainPID",
+		    (json_int_t)st->main_pid, "handle", st->handle, "restarts", (int)st->restarts,
+		    "exitCode", st->exit_code, "exitSignal", st->exit_signal, "result", st->result,
+		    "message", st->message);
 		s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		json_decref(o);
 	}
@@ -148,7 +149,16 @@ static void wdone(void *ctx, int err, const char *msg, int status, const struct 
 	(void)body;
 	if (u) {
 		u->writing = false;
-		if (ok) {
+		if (ok && !w->value[0] && !u->pending) {
+			/* the unit is gone from this machine and so is its key: forget it */
+			size_t i = (size_t)(u - a->u);
+
+			free(u->name);
+			free(u->hash);
+			free(u->text);
+			free(u->written);
+			a->u[i] = a->u[--a->nu];
+		} else if (ok) {
 			free(u->written);
 			u->written = w->value;
 			w->value = NULL;
@@ -159,7 +169,7 @@ static void wdone(void *ctx, int err, const char *msg, int status, const struct 
 	}
 	if (!ok)
 		log_debug("agent: cannot publish the state of '%s': %s", w->unit,
-			  err ? msg : "unexpected status");
+		          err ? msg : "unexpected status");
 	free(w->value);
 	free(w->unit);
 	free(w);
@@ -202,7 +212,7 @@ static void on_write(struct ev_loop *loop, ev_timer *w, int revents)
 		wc->value = u->pending;
 		u->pending = NULL;
 		buf_printf(&url, "%s/v2/keys" MODEL_STATES "/%s/%s", api(a), u->name,
-			   a->machine_id);
+		           a->machine_id);
 		if (wc->value[0]) {
 			enc = curl_easy_escape(NULL, wc->value, 0);
 			buf_printf(&form, "value=%s", enc ? enc : "");
@@ -236,7 +246,8 @@ static bool sched_to_me(struct agent *a, const char *name)
 	json_t *nodes = json_object_get(json_object_get(a->got[F_SCHED], "node"), "nodes"), *n;
 	size_t i;
 
-	json_array_foreach(nodes, i, n) {
+	json_array_foreach(nodes, i, n)
+	{
 		const char *key = json_string_value(json_object_get(n, "key"));
 		const char *slash = key ? strrchr(key, '/') : NULL;
 		json_t *v;
@@ -257,14 +268,15 @@ static bool sched_to_me(struct agent *a, const char *name)
 static json_t *my_metadata(struct agent *a)
 {
 	json_t *m = json_deep_copy(a->metadata), *over = NULL;
-	const char *v = json_string_value(json_object_get(json_object_get(a->got[F_META], "node"),
-							 "value"));
+	const char *v =
+	    json_string_value(json_object_get(json_object_get(a->got[F_META], "node"), "value"));
 
 	if (v && (over = json_loads(v, 0, NULL)) && json_is_object(over)) {
 		const char *k;
 		json_t *x;
 
-		json_object_foreach(over, k, x) {
+		json_object_foreach(over, k, x)
+		{
 			if (json_is_string(x))
 				json_object_set(m, k, x);
 			else
@@ -286,7 +298,8 @@ static bool global_here(struct agent *a, const struct unit_sched *us, json_t *me
 
 	if (!kv)
 		return false;
-	json_object_foreach(meta, k, v) {
+	json_object_foreach(meta, k, v)
+	{
 		kv[n].key = k;
 		kv[n].value = json_string_value(v);
 		n++;
@@ -308,10 +321,12 @@ static void apply(struct agent *a)
 	size_t i;
 
 	runner_sync_begin(a->runner);
-	json_array_foreach(nodes, i, n) {
+	json_array_foreach(nodes, i, n)
+	{
 		const char *key = json_string_value(json_object_get(n, "key"));
 		const char *slash = key ? strrchr(key, '/') : NULL;
-		json_t *v = json_loads(json_string_value(json_object_get(n, "value")) ?: "", 0, NULL);
+		json_t *v =
+		    json_loads(json_string_value(json_object_get(n, "value")) ?: "", 0, NULL);
 		const char *name = slash ? slash + 1 : NULL, *desired, *hash;
 		struct unit_file uf = UNIT_FILE_INIT;
 		struct unit_sched us;
@@ -355,7 +370,7 @@ static void apply(struct agent *a)
 			if (runner_state(a->runner, name, &st) == 0)
 				agent_runner_state(a, name, &st);
 		}
-next:
+	next:
 		buf_release(&err);
 		buf_release(&text);
 		unit_file_release(&uf);
@@ -397,12 +412,12 @@ static void fdone(void *ctx, int err, const char *msg, int status, const struct 
 	if (err == 0 && (status == 200 || status == 404)) {
 		/* 404: the directory does not exist yet (no units, nothing scheduled) */
 		a->got[f->which] = status == 200 ? json_loadb(body->data ?: "", body->len, 0, NULL)
-						 : json_object();
+		                                 : json_object();
 		a->got_index[f->which] = f->index;
 	} else {
 		a->fetch_failed = true;
 		log_debug("agent: cannot read the cluster's units: %s",
-			  err ? msg : "unexpected status");
+		          err ? msg : "unexpected status");
 	}
 	free(f);
 	if (a->fetching)
@@ -416,7 +431,7 @@ static void fdone(void *ctx, int err, const char *msg, int status, const struct 
 	if (!a->fenced)
 		apply(a);
 	a->watch_index = a->got_index[F_UNITS] < a->got_index[F_SCHED] ? a->got_index[F_UNITS]
-									: a->got_index[F_SCHED];
+	                                                               : a->got_index[F_SCHED];
 	watch_start(a);
 	ev_timer_stop(a->loop, &a->sync_w);
 	ev_timer_set(&a->sync_w, RESYNC_S, 0.);
@@ -426,7 +441,7 @@ static void fdone(void *ctx, int err, const char *msg, int status, const struct 
 static void fetch(struct agent *a)
 {
 	static const char *const what[F_N] = {MODEL_UNITS "?recursive=true",
-					      MODEL_SCHEDULE "?recursive=true", MODEL_METADATA};
+	                                      MODEL_SCHEDULE "?recursive=true", MODEL_METADATA};
 
 	if (a->fetching)
 		return;
@@ -480,7 +495,7 @@ static void watch_start(struct agent *a)
 		hcli_call_cancel(a->watch[i]);
 		a->watch[i] = NULL;
 		buf_printf(&url, "%s/v2/keys%s?wait=true&recursive=true&waitIndex=%llu", api(a),
-			   dirs[i], (unsigned long long)a->watch_index + 1);
+		           dirs[i], (unsigned long long)a->watch_index + 1);
 		rq.url = url.data;
 		if (url.data)
 			hcli_call_start(a->http, &rq, &cb, &a->watch[i]);
@@ -509,9 +524,9 @@ static char *machine_json(struct agent *a)
 	for (size_t i = 0; i < nrt; i++)
 		json_array_append_new(rts, json_string(rt[i]));
 	o = json_pack("{s:s, s:s, s:O, s:s, s:o, s:s, s:I, s:I}", "id", a->machine_id, "publicIP",
-		      a->public_ip, "metadata", a->metadata, "version", FLT_VERSION, "runtimes",
-		      rts, "endpoint", a->endpoint, "memory", (json_int_t)a->cfg.memory, "cpus",
-		      (json_int_t)a->cfg.cpus);
+	              a->public_ip, "metadata", a->metadata, "version", FLT_VERSION, "runtimes",
+	              rts, "endpoint", a->endpoint, "memory", (json_int_t)a->cfg.memory, "cpus",
+	              (json_int_t)a->cfg.cpus);
 	s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(o);
 	return s;
@@ -548,8 +563,8 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 
 		a->fenced = true;
 		log_warn("agent: no heartbeat reached the leader for %u ms: stopping %d unit(s) "
-			 "(another machine may run them now)",
-			 a->cfg.fence_ms, n);
+		         "(another machine may run them now)",
+		         a->cfg.fence_ms, n);
 	}
 	if (!a->hb_in_flight) {
 		struct buf url = BUF_INIT;
@@ -627,7 +642,8 @@ void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 	char *unit = NULL;
 	struct buf b = BUF_INIT;
 	bool journal = !strncmp(path, MODEL_JOURNAL_PATH, strlen(MODEL_JOURNAL_PATH));
-	const char *rest = path + (journal ? strlen(MODEL_JOURNAL_PATH) : strlen(MODEL_STATUS_PATH));
+	const char *rest =
+	    path + (journal ? strlen(MODEL_JOURNAL_PATH) : strlen(MODEL_STATUS_PATH));
 	int r;
 
 	unit = web_unescape(rest, strlen(rest), false, NULL);
@@ -642,8 +658,8 @@ void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 		r = runner_status_json(a->runner, unit, &b);
 		if (r < 0) {
 			buf_clear(&b);
-			buf_printf(&b, "{\"message\":\"unit %s is not known on machine %s\"}\n", unit,
-				   a->machine_id);
+			buf_printf(&b, "{\"message\":\"unit %s is not known on machine %s\"}\n",
+			           unit, a->machine_id);
 		}
 		web_respond(req, r < 0 ? 404 : 200, &jh, 1, b.data ?: "", b.len);
 	} else {
@@ -655,7 +671,7 @@ void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 		if (r < 0 && r != -ENOENT) {
 			web_respond(req, 500, &th, 1, "", 0);
 		} else if (qparam(q, "follow", follow_s, sizeof(follow_s)) &&
-			   !strcmp(follow_s, "true")) {
+		           !strcmp(follow_s, "true")) {
 			struct follow *fl = calloc(1, sizeof(*fl));
 
 			web_stream_begin(req, 200, &th, 1);
@@ -704,7 +720,7 @@ static json_t *parse_metadata(const char *s)
 }
 
 int agent_new(struct ev_loop *loop, struct hcli *http, struct runner *runner,
-	      const struct agent_config *cfg, struct agent **ret)
+              const struct agent_config *cfg, struct agent **ret)
 {
 	struct agent *a = calloc(1, sizeof(*a));
 
@@ -817,8 +833,8 @@ char *agent_machine_id_load(const char *flag, const char *data_dir, char *err, s
 	if (!id) {
 		/* First start. /etc/machine-id names the host, so only one daemon per host may take
 		 * it: whoever holds the lock (for the daemon's life: the fd stays open). */
-		int lock = open("/run/lock/flotilla-machine-id.lock", O_RDWR | O_CREAT | O_CLOEXEC,
-				0600);
+		int lock =
+		    open("/run/lock/flotilla-machine-id.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 
 		if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) == 0)
 			id = read_id("/etc/machine-id");
@@ -828,7 +844,8 @@ char *agent_machine_id_load(const char *flag, const char *data_dir, char *err, s
 			unsigned char rnd[16];
 
 			if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-				snprintf(err, errlen, "cannot make a machine id: %s", strerror(errno));
+				snprintf(err, errlen, "cannot make a machine id: %s",
+				         strerror(errno));
 				buf_release(&path);
 				return NULL;
 			}
@@ -841,7 +858,7 @@ char *agent_machine_id_load(const char *flag, const char *data_dir, char *err, s
 			fd = open(path.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			if (fd < 0 || fs_write_all(fd, id, strlen(id)) < 0 || fsync(fd) < 0) {
 				snprintf(err, errlen, "cannot save the machine id in '%s': %s",
-					 path.data, strerror(errno));
+				         path.data, strerror(errno));
 				free(id);
 				id = NULL;
 			}
@@ -876,7 +893,7 @@ char *agent_default_ip(void)
 			if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
 			    !strcmp(i->ifa_name, ifname)) {
 				inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr,
-					  addr, sizeof(addr));
+				          addr, sizeof(addr));
 				break;
 			}
 		freeifaddrs(ifs);

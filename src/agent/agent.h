@@ -21,14 +21,14 @@ struct web_req;
 struct agent_config {
 	const char *machine_id;
 	const char *public_ip;
-	const char *metadata;  /* "k=v,k2=v2" */
-	const char *endpoint;  /* this node's advertised client URL (journals are fetched there) */
-	unsigned ttl_ms;       /* heartbeat silence after which the leader declares us dead */
-	bool fence;            /* stop our units when cut off for longer than fence_ms */
-	unsigned fence_ms;     /* 0: ttl_ms; the daemon adds an election's worth to the TTL so that
-	                        * a leader election does not stop every unit of the cluster */
-	uint64_t memory;       /* bytes units may use (0: detected) */
-	uint64_t cpus;         /* milli-CPUs (0: detected) */
+	const char *metadata; /* "k=v,k2=v2" */
+	const char *endpoint; /* this node's advertised client URL (journals are fetched there) */
+	unsigned ttl_ms;      /* heartbeat silence after which the leader declares us dead */
+	bool fence;           /* stop our units when cut off for longer than fence_ms */
+	unsigned fence_ms;    /* 0: ttl_ms; the daemon adds an election's worth to the TTL so that
+	                       * a leader election does not stop every unit of the cluster */
+	uint64_t memory;      /* bytes units may use (0: detected) */
+	uint64_t cpus;        /* milli-CPUs (0: detected) */
 	const char *hostname;
 	/* Where the agent speaks the etcd API: called before every request. */
 	const char *(*api_url)(void *ud);
@@ -37,7 +37,7 @@ struct agent_config {
 
 /* The runner is borrowed (the daemon owns it). */
 int agent_new(struct ev_loop *loop, struct hcli *http, struct runner *runner,
-	      const struct agent_config *cfg, struct agent **ret);
+              const struct agent_config *cfg, struct agent **ret);
 void agent_free(struct agent *a);
 const char *agent_machine_id(const struct agent *a);
 

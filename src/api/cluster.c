@@ -117,7 +117,8 @@ static char *unit_machine(struct api *a, const char *unit, const char *query)
 		json_t *nodes = json_object_get(json_object_get(v, "node"), "nodes"), *n;
 		size_t i;
 
-		json_array_foreach(nodes, i, n) {
+		json_array_foreach(nodes, i, n)
+		{
 			const char *k = json_string_value(json_object_get(n, "key"));
 			const char *slash = k ? strrchr(k, '/') : NULL;
 
@@ -171,8 +172,8 @@ static void per_machine(struct api *a, struct web_req *req, const char *path, co
 	}
 	buf_printf(&key, MODEL_MACHINES "/%s", mid);
 	v = key.data ? get_json(a, key.data, false) : NULL;
-	rec = json_loads(json_string_value(json_object_get(json_object_get(v, "node"), "value")) ?: "",
-			 0, NULL);
+	rec = json_loads(
+	    json_string_value(json_object_get(json_object_get(v, "node"), "value")) ?: "", 0, NULL);
 	ep = json_string_value(json_object_get(rec, "endpoint"));
 	if (!ep || !ep[0]) {
 		answer(req, 503, "the unit's machine is not reachable (not registered)");

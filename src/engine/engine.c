@@ -81,7 +81,8 @@ static void write_done(void *ctx, int err, const struct store_result *res, uint6
 	if (err < 0)
 		log_debug("engine: a write did not apply: %s", flt_strerror(err));
 	else if (res && res->err_code)
-		log_debug("engine: a write was refused by the store (etcd error %d)", res->err_code);
+		log_debug("engine: a write was refused by the store (etcd error %d)",
+		          res->err_code);
 }
 
 static int propose(struct engine *e, enum store_op op, const char *key, const char *value)
@@ -106,10 +107,9 @@ static int propose(struct engine *e, enum store_op op, const char *key, const ch
 	return r;
 }
 
-static int propose_keyf(struct engine *e, enum store_op op, const char *value, const char *fmt,
-			...) __attribute__((format(printf, 4, 5)));
-static int propose_keyf(struct engine *e, enum store_op op, const char *value, const char *fmt,
-			...)
+static int propose_keyf(struct engine *e, enum store_op op, const char *value, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int propose_keyf(struct engine *e, enum store_op op, const char *value, const char *fmt, ...)
 {
 	struct buf key = BUF_INIT;
 	va_list ap;
@@ -139,13 +139,13 @@ static json_t *read_dir(struct engine *e, const char *key)
 }
 
 /* Calls fn(ctx, last key component, parsed value) for every key directly under `dir`. */
-static void each_child(json_t *dir, void (*fn)(void *ctx, const char *name, json_t *v),
-		       void *ctx)
+static void each_child(json_t *dir, void (*fn)(void *ctx, const char *name, json_t *v), void *ctx)
 {
 	json_t *nodes = json_object_get(json_object_get(dir, "node"), "nodes"), *n;
 	size_t i;
 
-	json_array_foreach(nodes, i, n) {
+	json_array_foreach(nodes, i, n)
+	{
 		const char *key = json_string_value(json_object_get(n, "key"));
 		const char *val = json_string_value(json_object_get(n, "value"));
 		const char *slash = key ? strrchr(key, '/') : NULL;
@@ -216,7 +216,7 @@ static void became_leader(struct engine *e)
 	each_child(m, grace_one, e);
 	json_decref(m);
 	log_info("engine: leading; %zu machines registered, each given %u ms to report", e->nlive,
-		 e->cfg.machine_ttl_ms);
+	         e->cfg.machine_ttl_ms);
 	e->planned_index = 0;
 	e->next_plan_ns = 0;
 }
@@ -251,8 +251,9 @@ int engine_heartbeat(struct engine *e, const char *body, size_t len, const char 
 	    !json_is_string(json_object_get(m, "publicIP")) ||
 	    (json_object_get(m, "metadata") && !json_is_object(json_object_get(m, "metadata")))) {
 		json_decref(m);
-		*why = "a heartbeat is a JSON object with a machine \"id\" (1-64 letters and digits), "
-		       "a \"publicIP\" and an optional \"metadata\" object";
+		*why =
+		    "a heartbeat is a JSON object with a machine \"id\" (1-64 letters and digits), "
+		    "a \"publicIP\" and an optional \"metadata\" object";
 		return FLT_EINVAL;
 	}
 	l = live_find(e, id);
@@ -268,8 +269,8 @@ int engine_heartbeat(struct engine *e, const char *body, size_t len, const char 
 		r = propose_keyf(e, STORE_OP_PUT, canon, MODEL_MACHINES "/%s", id);
 		if (r >= 0) {
 			log_info("engine: machine '%s' (%s) %s", id,
-				 json_string_value(json_object_get(m, "publicIP")),
-				 l->written ? "changed" : "is up");
+			         json_string_value(json_object_get(m, "publicIP")),
+			         l->written ? "changed" : "is up");
 			free(l->written);
 			l->written = canon;
 			canon = NULL;
@@ -295,20 +296,25 @@ static void reap_dead(struct engine *e)
 		}
 		if (l->written) {
 			json_t *states = read_dir(e, MODEL_STATES);
-			json_t *nodes = json_object_get(json_object_get(states, "node"), "nodes"), *u;
+			json_t *nodes = json_object_get(json_object_get(states, "node"), "nodes"),
+			       *u;
 			size_t k;
 
-			log_notice("engine: machine '%s' sent no heartbeat for %u ms: dead, its units "
-				   "will be placed elsewhere",
-				   l->id, e->cfg.machine_ttl_ms);
+			log_notice(
+			    "engine: machine '%s' sent no heartbeat for %u ms: dead, its units "
+			    "will be placed elsewhere",
+			    l->id, e->cfg.machine_ttl_ms);
 			propose_keyf(e, STORE_OP_DELETE, NULL, MODEL_MACHINES "/%s", l->id);
-			json_array_foreach(nodes, k, u) {
+			json_array_foreach(nodes, k, u)
+			{
 				const char *key = json_string_value(json_object_get(u, "key"));
 				json_t *per = json_object_get(u, "nodes"), *s;
 				size_t j;
 
-				json_array_foreach(per, j, s) {
-					const char *sk = json_string_value(json_object_get(s, "key"));
+				json_array_foreach(per, j, s)
+				{
+					const char *sk =
+					    json_string_value(json_object_get(s, "key"));
 					const char *slash = sk ? strrchr(sk, '/') : NULL;
 
 					if (key && slash && !strcmp(slash + 1, l->id))
@@ -327,8 +333,8 @@ static void reap_dead(struct engine *e)
 
 struct sentry {
 	const char *name;
-	const char *raw;  /* the schedule value as stored */
-	json_t *v;        /* parsed */
+	const char *raw; /* the schedule value as stored */
+	json_t *v;       /* parsed */
 };
 
 static int sentry_cmp(const void *a, const void *b)
@@ -346,7 +352,8 @@ static size_t children(json_t *dir, struct sentry **ret)
 	*ret = v;
 	if (!v)
 		return 0;
-	json_array_foreach(nodes, i, n) {
+	json_array_foreach(nodes, i, n)
+	{
 		const char *key = json_string_value(json_object_get(n, "key"));
 		const char *val = json_string_value(json_object_get(n, "value"));
 		const char *slash = key ? strrchr(key, '/') : NULL;
@@ -387,7 +394,7 @@ static void log_policy_error(struct engine *e, const char *msg)
 	if (e->last_policy_error && !strcmp(e->last_policy_error, msg))
 		return;
 	log_warn("scheduler policy '%s' failed, the built-in default decided: %s",
-		 policy_name(e->policy), msg);
+	         policy_name(e->policy), msg);
 	free(e->last_policy_error);
 	e->last_policy_error = strdup(msg);
 }
@@ -423,7 +430,8 @@ static void plan(struct engine *e)
 		if (!md)
 			md = json_object();
 		if (over && json_is_object(over->v))
-			json_object_foreach(over->v, k, x) {
+			json_object_foreach(over->v, k, x)
+			{
 				if (json_is_string(x))
 					json_object_set(md, k, x);
 				else
@@ -436,7 +444,8 @@ static void plan(struct engine *e)
 		rts[nm] = calloc(json_array_size(rt) + 1, sizeof(**rts));
 		if (!kvs[nm] || !rts[nm])
 			goto out;
-		json_object_foreach(md, k, x) {
+		json_object_foreach(md, k, x)
+		{
 			kvs[nm][n].key = k;
 			kvs[nm][n].value = json_string_value(x);
 			n++;
@@ -445,9 +454,8 @@ static void plan(struct engine *e)
 		m[nm].public_ip = json_string_value(json_object_get(v, "publicIP"));
 		m[nm].metadata = kvs[nm];
 		m[nm].n_metadata = n;
-		json_array_foreach(rt, j, x)
-			if (json_string_value(x))
-				rts[nm][m[nm].n_runtimes++] = json_string_value(x);
+		json_array_foreach(rt, j, x) if (json_string_value(x)) rts[nm][m[nm].n_runtimes++] =
+		    json_string_value(x);
 		m[nm].runtimes = rts[nm];
 		m[nm].memory = (uint64_t)json_integer_value(json_object_get(v, "memory"));
 		m[nm].cpus_milli = (uint32_t)json_integer_value(json_object_get(v, "cpus"));
@@ -471,7 +479,8 @@ static void plan(struct engine *e)
 			json_t *want;
 			char *ws;
 
-			buf_printf(&why, "the unit's options are invalid: %s", err.data ? err.data : "");
+			buf_printf(&why, "the unit's options are invalid: %s",
+			           err.data ? err.data : "");
 			want = json_pack("{s:s}", "reason", why.data ? why.data : "");
 			ws = want ? json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 			if (ws && (!cur || strcmp(cur->raw, ws)))
@@ -485,10 +494,11 @@ static void plan(struct engine *e)
 		}
 		u[nu].name = us[i].name;
 		u[nu].opts = pu[nu].have_us ? &pu[nu].us : NULL;
-		u[nu].runtime = pu[nu].have_us && pu[nu].us.runtime ? pu[nu].us.runtime
-								    : e->default_runtime;
+		u[nu].runtime =
+		    pu[nu].have_us && pu[nu].us.runtime ? pu[nu].us.runtime : e->default_runtime;
 		u[nu].desired = strcmp(desired, "inactive") != 0;
-		u[nu].current = cur ? json_string_value(json_object_get(cur->v, "machineID")) : NULL;
+		u[nu].current =
+		    cur ? json_string_value(json_object_get(cur->v, "machineID")) : NULL;
 		nu++;
 	}
 	if (sched_plan_build(m, nm, u, nu, e->policy, &pl) < 0) {
@@ -633,7 +643,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 int engine_new(struct ev_loop *loop, struct store *store, struct node *node,
-	       const struct engine_config *cfg, struct engine **ret)
+               const struct engine_config *cfg, struct engine **ret)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 
@@ -693,7 +703,7 @@ void engine_reload_policy(struct engine *e)
 	r = policy_load(e->policy, e->policy_path, &err);
 	if (r < 0)
 		log_error("cannot load scheduler policy '%s' (%s is used): %s", e->policy_path,
-			  policy_name(e->policy), err.data ? err.data : flt_strerror(r));
+		          policy_name(e->policy), err.data ? err.data : flt_strerror(r));
 	else
 		log_info("scheduler policy '%s' loaded", e->policy_path);
 	free(e->last_policy_error);

@@ -13,14 +13,14 @@ struct node;
 struct store;
 
 struct engine_config {
-	unsigned machine_ttl_ms;   /* a machine silent this long is dead (--agent-ttl) */
-	const char *policy_path;   /* --scheduler-policy, or NULL for the built-in default */
-	unsigned reconcile_ms;     /* periodic reconcile even without changes; 0: 2000 */
+	unsigned machine_ttl_ms;     /* a machine silent this long is dead (--agent-ttl) */
+	const char *policy_path;     /* --scheduler-policy, or NULL for the built-in default */
+	unsigned reconcile_ms;       /* periodic reconcile even without changes; 0: 2000 */
 	const char *default_runtime; /* of units that name none (--default-runtime) */
 };
 
 int engine_new(struct ev_loop *loop, struct store *store, struct node *node,
-	       const struct engine_config *cfg, struct engine **ret);
+               const struct engine_config *cfg, struct engine **ret);
 void engine_free(struct engine *e);
 
 /* A heartbeat (the machine object of model.h as JSON) arrived at the leader. 0; FLT_EINVAL

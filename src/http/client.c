@@ -29,8 +29,8 @@ struct hcli_call {
 	struct curl_slist *req_headers;
 	struct buf req_body;
 	struct hcli_cb cb;
-	struct buf body;    /* collected when there is no data callback */
-	struct buf hstore;  /* header names and values, NUL-separated */
+	struct buf body;   /* collected when there is no data callback */
+	struct buf hstore; /* header names and values, NUL-separated */
 	size_t hoff[MAX_HEADERS][2];
 	size_t nh;
 	int status;
@@ -117,7 +117,7 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
 	}
 	ev_io_stop(c->loop, &s->io);
 	ev_io_set(&s->io, fd,
-		  (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0));
+	          (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0));
 	ev_io_start(c->loop, &s->io);
 	return 0;
 }
@@ -170,9 +170,9 @@ void hcli_free(struct hcli *c)
 /* Headers a relay must not pass on: they describe this hop, and the server writes its own. */
 static bool hop_by_hop(const char *name, size_t len)
 {
-	static const char *const skip[] = {"connection", "keep-alive", "transfer-encoding",
-					   "content-length", "date", "proxy-connection", "te",
-					   "trailer", "upgrade"};
+	static const char *const skip[] = {
+	    "connection",       "keep-alive", "transfer-encoding", "content-length", "date",
+	    "proxy-connection", "te",         "trailer",           "upgrade"};
 
 	for (size_t i = 0; i < ARRAY_SIZE(skip); i++)
 		if (strlen(skip[i]) == len && !strncasecmp(skip[i], name, len))
@@ -280,7 +280,7 @@ static void reap(struct hcli *c)
 				err = rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT
 				      : rc == CURLE_COULDNT_CONNECT  ? -ECONNREFUSED
 				      : rc == CURLE_OUT_OF_MEMORY    ? -ENOMEM
-								     : -EIO;
+				                                     : -EIO;
 				msg = call->errbuf[0] ? call->errbuf : curl_easy_strerror(rc);
 			} else if (!call->head_done) {
 				deliver_head(call);
@@ -293,7 +293,7 @@ static void reap(struct hcli *c)
 }
 
 int hcli_call_start(struct hcli *c, const struct hcli_req *req, const struct hcli_cb *cb,
-		    struct hcli_call **ret)
+                    struct hcli_call **ret)
 {
 	struct hcli_call *call = calloc(1, sizeof(*call));
 	const char *method = req->method ? req->method : "GET";
@@ -338,7 +338,7 @@ int hcli_call_start(struct hcli *c, const struct hcli_req *req, const struct hcl
 	curl_easy_setopt(call->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(call->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(call->easy, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)(req->connect_timeout_ms ? req->connect_timeout_ms : 1000));
+	                 (long)(req->connect_timeout_ms ? req->connect_timeout_ms : 1000));
 	if (req->timeout_ms)
 		curl_easy_setopt(call->easy, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
 	if (!strcmp(method, "HEAD"))
@@ -348,9 +348,9 @@ int hcli_call_start(struct hcli *c, const struct hcli_req *req, const struct hcl
 			goto nomem;
 		if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
 			curl_easy_setopt(call->easy, CURLOPT_POSTFIELDS,
-					 call->req_body.data ? call->req_body.data : "");
+			                 call->req_body.data ? call->req_body.data : "");
 			curl_easy_setopt(call->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-					 (curl_off_t)req->body_len);
+			                 (curl_off_t)req->body_len);
 		}
 	}
 	if (curl_multi_add_handle(c->multi, call->easy) != CURLM_OK)

@@ -1,7 +1,7 @@
 /* Asynchronous HTTP client on the daemon's loop: libcurl's multi interface driven by libev (socket
- * and timer callbacks), so that the proxy, the agent's heartbeats and the journal relay never block.
- * Names are never resolved on the start path: callers pass numeric URLs (member and machine URLs
- * are numeric by configuration). */
+ * and timer callbacks), so that the proxy, the agent's heartbeats and the journal relay never
+ * block. Names are never resolved on the start path: callers pass numeric URLs (member and machine
+ * URLs are numeric by configuration). */
 #ifndef FLT_HTTP_CLIENT_H
 #define FLT_HTTP_CLIENT_H
 
@@ -26,7 +26,7 @@ struct hcli_req {
 	size_t n_headers;
 	const void *body; /* copied */
 	size_t body_len;
-	unsigned timeout_ms; /* whole call; 0: none (watches) */
+	unsigned timeout_ms;         /* whole call; 0: none (watches) */
 	unsigned connect_timeout_ms; /* 0: 1000 */
 };
 
@@ -44,7 +44,7 @@ struct hcli_cb {
 
 /* Start a call. Returns 0 (and *ret if not NULL, valid until done runs) or -ENOMEM/-EINVAL. */
 int hcli_call_start(struct hcli *c, const struct hcli_req *req, const struct hcli_cb *cb,
-		    struct hcli_call **ret);
+                    struct hcli_call **ret);
 /* Abandon a call: its done callback does not run. */
 void hcli_call_cancel(struct hcli_call *call);
 

@@ -841,10 +841,10 @@ static int in_http(struct inconn *in)
 		buf_puts(&body, "404 page not found\n");
 	}
 	buf_printf(&out,
-		   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		   "Connection: close\r\n\r\n",
-		   status, status == 200 ? "OK" : "Not Found",
-		   status == 200 ? "application/json" : "text/plain; charset=utf-8", body.len);
+	           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	           "Connection: close\r\n\r\n",
+	           status, status == 200 ? "OK" : "Not Found",
+	           status == 200 ? "application/json" : "text/plain; charset=utf-8", body.len);
 	buf_append(&out, body.data ? body.data : "", body.len);
 	/* A small answer into a fresh socket's empty buffer, like the handshake reply. */
 	if (out.data)
