@@ -239,15 +239,18 @@ static const char *own_url(void *ud)
 static bool proxy_local(void *ud, struct web_req *req)
 {
 	struct daemon *d = ud;
-	const char *path = web_req_path(req), *q = web_req_query(req), *m;
+	const char *path = web_req_path(req);
+	unsigned n = 0;
+	char *m = NULL;
+	bool mine;
 
 	if (!d->agent || (strncmp(path, MODEL_JOURNAL_PATH, strlen(MODEL_JOURNAL_PATH)) &&
 	                  strncmp(path, MODEL_STATUS_PATH, strlen(MODEL_STATUS_PATH))))
 		return false;
-	m = strstr(q, "machine=");
-	if (!m || (m != q && m[-1] != '&') ||
-	    strncmp(m + 8, d->machine_id, strlen(d->machine_id)) ||
-	    (m[8 + strlen(d->machine_id)] && m[8 + strlen(d->machine_id)] != '&'))
+	mine = web_query_get(web_req_query(req), "machine", &n, &m) == 0 && n &&
+	       !strcmp(m, d->machine_id);
+	free(m);
+	if (!mine)
 		return false;
 	agent_handle_local(d->agent, req, path);
 	return true;

@@ -613,33 +613,13 @@ static void follow_gone(struct web_req *req, void *ctx)
 	free(fl);
 }
 
-static const char *qparam(const char *q, const char *name, char *out, size_t outlen)
-{
-	size_t nl = strlen(name);
-
-	while (q && *q) {
-		if (!strncmp(q, name, nl) && q[nl] == '=') {
-			size_t l = strcspn(q + nl + 1, "&");
-
-			if (l >= outlen)
-				l = outlen - 1;
-			memcpy(out, q + nl + 1, l);
-			out[l] = '\0';
-			return out;
-		}
-		q = strchr(q, '&');
-		q = q ? q + 1 : NULL;
-	}
-	return NULL;
-}
-
 void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 {
 	struct web_header jh = {"Content-Type", "application/json"};
 	struct web_header th = {"Content-Type", "text/plain; charset=utf-8"};
 	const char *q = web_req_query(req);
-	char lines_s[16], follow_s[8];
-	char *unit = NULL;
+	char *unit = NULL, *lines_s = NULL, *follow_s = NULL;
+	unsigned nlines = 0, nfollow = 0;
 	struct buf b = BUF_INIT;
 	bool journal = !strncmp(path, MODEL_JOURNAL_PATH, strlen(MODEL_JOURNAL_PATH));
 	const char *rest =
@@ -665,12 +645,12 @@ void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 	} else {
 		unsigned lines = 10;
 
-		if (qparam(q, "lines", lines_s, sizeof(lines_s)))
+		if (web_query_get(q, "lines", &nlines, &lines_s) == 0 && nlines)
 			lines = (unsigned)strtoul(lines_s, NULL, 10);
 		r = runner_journal(a->runner, unit, lines, &b);
 		if (r < 0 && r != -ENOENT) {
 			web_respond(req, 500, &th, 1, "", 0);
-		} else if (qparam(q, "follow", follow_s, sizeof(follow_s)) &&
+		} else if (web_query_get(q, "follow", &nfollow, &follow_s) == 0 && nfollow &&
 		           !strcmp(follow_s, "true")) {
 			struct follow *fl = calloc(1, sizeof(*fl));
 
@@ -690,6 +670,8 @@ void agent_handle_local(struct agent *a, struct web_req *req, const char *path)
 	}
 	buf_release(&b);
 	free(unit);
+	free(lines_s);
+	free(follow_s);
 }
 
 /* ---- setup ---- */

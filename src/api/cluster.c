@@ -104,13 +104,17 @@ static void heartbeat(struct api *a, struct web_req *req)
  * state, else the one it is scheduled to. malloc'd or NULL. */
 static char *unit_machine(struct api *a, const char *unit, const char *query)
 {
-	const char *m = strstr(query, "machine=");
 	struct buf key = BUF_INIT;
+	unsigned given = 0;
 	char *id = NULL;
 	json_t *v;
 
-	if (m && (m == query || m[-1] == '&'))
-		return strndup(m + 8, strcspn(m + 8, "&"));
+	if (web_query_get(query, "machine", &given, &id) < 0)
+		return NULL;
+	if (given)
+		return id;
+	free(id);
+	id = NULL;
 	buf_printf(&key, MODEL_STATES "/%s", unit);
 	v = key.data ? get_json(a, key.data, false) : NULL;
 	{

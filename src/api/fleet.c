@@ -254,43 +254,6 @@ int fleet_read_dir_map(struct api *a, const char *dir, bool nested, json_t **ret
 
 /* ---------------------------------------------------------------- query and page tokens */
 
-/* The values of query parameter `name`: how many there are, and the first (owned, "" if none). */
-int fleet_query_get(const char *q, const char *name, unsigned *ret_count, char **ret_first)
-{
-	size_t nlen = strlen(name);
-	unsigned count = 0;
-	char *first = NULL;
-
-	while (*q) {
-		size_t len = strcspn(q, "&"), klen = strcspn(q, "=");
-		char *k;
-
-		if (klen > len)
-			klen = len;
-		k = web_unescape(q, klen, true, NULL);
-		if (k && strlen(k) == nlen && !memcmp(k, name, nlen)) {
-			if (!count++) {
-				const char *v = q + klen + (klen < len);
-				size_t vlen = len - klen - (klen < len);
-
-				first = web_unescape(v, vlen, true, NULL);
-				if (!first)
-					count--; /* Go drops pairs it cannot unescape */
-			}
-		}
-		free(k);
-		q += len;
-		if (*q == '&')
-			q++;
-	}
-	if (!first && !(first = strdup(""))) {
-		return -ENOMEM;
-	}
-	*ret_count = count;
-	*ret_first = first;
-	return 0;
-}
-
 static int b64url(char c)
 {
 	static const char alpha[] =
@@ -378,7 +341,7 @@ bool fleet_page_from_query(struct web_req *req, unsigned *ret_page)
 	char *val = NULL;
 	long n;
 
-	if (fleet_query_get(web_req_query(req), "nextPageToken", &count, &val) < 0) {
+	if (web_query_get(web_req_query(req), "nextPageToken", &count, &val) < 0) {
 		fleet_send_error(req, 500, "out of memory");
 		return false;
 	}

@@ -56,9 +56,6 @@ int fleet_read_dir_map(struct api *a, const char *dir, bool nested, json_t **ret
 
 /* ---- query and page tokens ---- */
 
-/* The values of query parameter `name` in the raw query `q`: how many there are, and the first
- * (owned, "" if none). 0 or -ENOMEM. */
-int fleet_query_get(const char *q, const char *name, unsigned *ret_count, char **ret_first);
 /* The page a request asks for (1 without a token). false (answered 400) on a bad token, with
  * fleet's messages. */
 bool fleet_page_from_query(struct web_req *req, unsigned *ret_page);

@@ -51,9 +51,9 @@ void fleet_state_handle(struct api *a, struct web_req *req, const char *item)
 	}
 	r = all ? fleet_read_dir_map(a, MODEL_STATES, true, &states) : -ENOMEM;
 	if (r >= 0 && !item) {
-		r = fleet_query_get(web_req_query(req), "unitName", &nunit, &f_unit);
+		r = web_query_get(web_req_query(req), "unitName", &nunit, &f_unit);
 		if (r >= 0)
-			r = fleet_query_get(web_req_query(req), "machineID", &nmid, &f_mid);
+			r = web_query_get(web_req_query(req), "machineID", &nmid, &f_mid);
 	}
 	if (r < 0) {
 		fleet_send_error(req, 500, flt_strerror(r));

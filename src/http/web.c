@@ -298,9 +298,9 @@ bool web_conn_must_hold(const struct web_conn *c)
 
 static void conn_update_read(struct web_conn *c)
 {
-	bool rd = !c->eof && !c->fatal &&
-		  (!c->held ||
-		   (out_pending(c) <= OUT_HIGH && c->in.len - c->in_off < HOLD_READ_MAX));
+	bool rd =
+	    !c->eof && !c->fatal &&
+	    (!c->held || (out_pending(c) <= OUT_HIGH && c->in.len - c->in_off < HOLD_READ_MAX));
 
 	stream_want(&c->st, rd, ev_is_active(&c->st.wio));
 }
@@ -1298,4 +1298,41 @@ char *web_unescape(const char *s, size_t len, bool plus, size_t *ret_len)
 	if (ret_len)
 		*ret_len = n;
 	return out;
+}
+
+/* See web.h. Keys and values are unescaped as Go's url.ParseQuery does ("+" is a space). */
+int web_query_get(const char *q, const char *name, unsigned *ret_count, char **ret_first)
+{
+	size_t nlen = strlen(name);
+	unsigned count = 0;
+	char *first = NULL;
+
+	while (*q) {
+		size_t len = strcspn(q, "&"), klen = strcspn(q, "=");
+		char *k;
+
+		if (klen > len)
+			klen = len;
+		k = web_unescape(q, klen, true, NULL);
+		if (k && strlen(k) == nlen && !memcmp(k, name, nlen)) {
+			if (!count++) {
+				const char *v = q + klen + (klen < len);
+				size_t vlen = len - klen - (klen < len);
+
+				first = web_unescape(v, vlen, true, NULL);
+				if (!first)
+					count--; /* Go drops pairs it cannot unescape */
+			}
+		}
+		free(k);
+		q += len;
+		if (*q == '&')
+			q++;
+	}
+	if (!first && !(first = strdup(""))) {
+		return -ENOMEM;
+	}
+	*ret_count = count;
+	*ret_first = first;
+	return 0;
 }

@@ -92,5 +92,8 @@ const char *web_status_text(int status);
 /* Percent-decode `len` bytes of `s` ('+' as space when `plus`) into a new NUL-terminated string
  * (owned by the caller; set *ret_len if non-NULL). Returns NULL on a bad escape or no memory. */
 char *web_unescape(const char *s, size_t len, bool plus, size_t *ret_len);
+/* Query parameter `name` of the raw query `q`: how many times it is given, and the first value
+ * (owned, "" if none). 0 or -ENOMEM. */
+int web_query_get(const char *q, const char *name, unsigned *ret_count, char **ret_first);
 
 #endif
