@@ -23,10 +23,11 @@ build() { # build DIR [configure flags...]
 passed=0
 failed=0
 suite() { # suite DIR LABEL [make args...]
-	local dir=$1 label=$2 rc=0 p f out
+	local dir=$1 label=$2 rc=0 p f out stamp
 	shift 2
 	echo "== $label"
 	out=$(mktemp)
+	stamp=$(mktemp) # older than every result this run writes
 	(cd "$dir" && make -s -j"$jobs" check AM_COLOR_TESTS=no "$@") >"$out" 2>&1 || rc=$?
 	grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):' "$out" || true
 	p=$(sed -n 's/^# PASS: *//p' "$out" | tail -n 1)
@@ -36,12 +37,13 @@ suite() { # suite DIR LABEL [make args...]
 		tail -n 40 "$out"
 		f=1 # the harness itself failed (a build error, ...): count it
 	fi
-	# Show the log of every failed test.
-	for trs in $(grep -l -E '^:test-result: (FAIL|ERROR|XPASS)' "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null); do
+	# Show the log of every test that failed in this run (a suite sharing the directory with an
+	# earlier one leaves that one's results behind: only files newer than $stamp are this run's).
+	for trs in $(find "$dir"/tests -name '*.trs' -newer "$stamp" -exec grep -l -E '^:test-result: (FAIL|ERROR|XPASS)' {} + 2>/dev/null); do
 		echo "---- $label: ${trs#"$dir"/} ----"
 		tail -n 60 "${trs%.trs}.log"
 	done
-	rm -f "$out"
+	rm -f "$out" "$stamp"
 	echo "$label: $p passed, $f failed"
 	passed=$((passed + p))
 	failed=$((failed + f))

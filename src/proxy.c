@@ -274,6 +274,14 @@ static void on_done(void *ctx, int err, const char *msg, int status, const struc
 	web_req_on_close(f->req, NULL, NULL);
 	if (f->stream) {
 		web_stream_end(f->req);
+	} else if (err < 0) {
+		/* The endpoint went away in the middle of its answer: a truncated body must not
+		 * pass for a whole one. */
+		static const char cut[] = "{\"message\":\"proxy: the endpoint's answer was cut "
+		                          "off\"}\n";
+		struct web_header ctype = {"Content-Type", "application/json"};
+
+		web_respond(f->req, 502, &ctype, 1, cut, sizeof(cut) - 1);
 	} else {
 		struct web_header hv[MAX_FWD_HEADERS];
 

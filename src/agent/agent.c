@@ -414,7 +414,10 @@ static void fdone(void *ctx, int err, const char *msg, int status, const struct 
 		a->got[f->which] = status == 200 ? json_loadb(body->data ?: "", body->len, 0, NULL)
 		                                 : json_object();
 		a->got_index[f->which] = f->index;
-	} else {
+	}
+	if (!a->got[f->which]) {
+		/* an answer that does not parse is no answer: it must never read as "nothing
+		 * runs here", which would stop every unit */
 		a->fetch_failed = true;
 		log_debug("agent: cannot read the cluster's units: %s",
 		          err ? msg : "unexpected status");

@@ -24,7 +24,11 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define TICK_S 0.1
+#define TICK_S   0.1
+#define STALL_NS 500000000LL /* a tick this late means the loop itself stood still */
+/* How long one plan may spend placing new units: the loop must keep answering heartbeats and
+ * Raft (the election timeout is 1 s by default); what does not fit waits for the next plan. */
+#define PLAN_BUDGET_NS 150000000LL
 
 struct live {
 	char *id;
@@ -49,10 +53,25 @@ struct engine {
 	struct live *live;
 	size_t nlive;
 	unsigned in_flight;     /* proposals not yet applied */
-	uint64_t planned_index; /* store index of the last plan */
-	int64_t next_plan_ns;
+	uint64_t checked_index; /* store index when the inputs were last looked at */
+	/* The inputs' fingerprint at the last plan, per directory (units, machines, metadata,
+	 * schedule): how many children and the highest modified index among them. Any write
+	 * changes one or the other (a set raises the index, a delete lowers the count), so a
+	 * changed fingerprint is the one reason to plan besides the periodic pass; agents'
+	 * state writes and users' keys move the store index and cost no plan. */
+	struct {
+		long n;
+		uint64_t max;
+	} stamp[4];
+	bool dirty;              /* inputs changed since the last plan */
+	bool absorb_schedule;    /* our own schedule writes applied: not a reason to plan */
+	int64_t next_plan_ns;    /* the periodic pass */
+	int64_t plan_not_before; /* pacing: the loop is left as long as the last plan took */
+	int64_t last_tick_ns;    /* monotonic time of the previous tick */
 	char *last_policy_error;
 	char *default_runtime;
+	struct punit *uc; /* parsed units by name (see ucache_refresh) */
+	size_t nuc;
 	bool dead; /* engine_free ran while callbacks were pending: the last one frees */
 };
 
@@ -162,27 +181,56 @@ static void each_child(json_t *dir, void (*fn)(void *ctx, const char *name, json
 
 /* ---- liveness ---- */
 
+/* The live table is sorted by id: a heartbeat from one of thousands of machines finds its
+ * entry by bisection. *at is where `id` is or would go. */
+static struct live *live_find_at(struct engine *e, const char *id, size_t *at)
+{
+	size_t lo = 0, hi = e->nlive;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(e->live[mid].id, id);
+
+		if (c == 0) {
+			*at = mid;
+			return &e->live[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*at = lo;
+	return NULL;
+}
+
 static struct live *live_find(struct engine *e, const char *id)
 {
-	for (size_t i = 0; i < e->nlive; i++)
-		if (!strcmp(e->live[i].id, id))
-			return &e->live[i];
-	return NULL;
+	size_t at;
+
+	return live_find_at(e, id, &at);
 }
 
 static struct live *live_add(struct engine *e, const char *id)
 {
-	struct live *v = realloc(e->live, (e->nlive + 1) * sizeof(*v));
+	struct live *v;
+	char *copy;
+	size_t at;
 
-	if (!v)
+	if ((v = live_find_at(e, id, &at)))
+		return v;
+	copy = strdup(id);
+	v = copy ? realloc(e->live, (e->nlive + 1) * sizeof(*v)) : NULL;
+	if (!v) {
+		free(copy);
 		return NULL;
+	}
 	e->live = v;
-	v = &e->live[e->nlive];
-	memset(v, 0, sizeof(*v));
-	if (!(v->id = strdup(id)))
-		return NULL;
+	memmove(&v[at + 1], &v[at], (e->nlive - at) * sizeof(*v));
+	memset(&v[at], 0, sizeof(*v));
+	v[at].id = copy;
 	e->nlive++;
-	return v;
+	return &v[at];
 }
 
 static void live_clear(struct engine *e)
@@ -217,8 +265,9 @@ static void became_leader(struct engine *e)
 	json_decref(m);
 	log_info("engine: leading; %zu machines registered, each given %u ms to report", e->nlive,
 	         e->cfg.machine_ttl_ms);
-	e->planned_index = 0;
+	e->dirty = true;
 	e->next_plan_ns = 0;
+	e->plan_not_before = 0;
 }
 
 static bool valid_machine_id(const char *id)
@@ -281,113 +330,298 @@ int engine_heartbeat(struct engine *e, const char *body, size_t len, const char 
 	return r;
 }
 
+/* The states of dead machines: one pass over the states directory, however many died. */
+struct reap {
+	struct engine *e;
+	char **dead; /* sorted ids */
+	size_t ndead;
+	const char *unit;
+};
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void reap_state(void *ctx, const char *name, const char *value, size_t len,
+                       uint64_t modified)
+{
+	struct reap *r = ctx;
+
+	(void)value;
+	(void)len;
+	(void)modified;
+	if (bsearch(&name, r->dead, r->ndead, sizeof(*r->dead), str_cmp))
+		propose_keyf(r->e, STORE_OP_DELETE, NULL, MODEL_STATES "/%s/%s", r->unit, name);
+}
+
+static void reap_unit(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
+{
+	struct reap *r = ctx;
+	struct buf dir = BUF_INIT;
+
+	(void)len;
+	(void)modified;
+	if (value || buf_printf(&dir, MODEL_STATES "/%s", name) < 0)
+		return;
+	r->unit = name;
+	store_children(r->e->store, dir.data, reap_state, r);
+	buf_release(&dir);
+}
+
 /* A dead machine's record goes, and with it the states its agent reported (nobody else
  * would ever remove them). */
 static void reap_dead(struct engine *e)
 {
 	int64_t now = flt_monotime_ns(), ttl = (int64_t)e->cfg.machine_ttl_ms * 1000000;
+	struct reap r = {.e = e};
 
 	for (size_t i = 0; i < e->nlive;) {
 		struct live *l = &e->live[i];
+		char **d;
 
 		if (now - l->seen_ns <= ttl) {
 			i++;
 			continue;
 		}
 		if (l->written) {
-			json_t *states = read_dir(e, MODEL_STATES);
-			json_t *nodes = json_object_get(json_object_get(states, "node"), "nodes"),
-			       *u;
-			size_t k;
-
-			log_notice(
-			    "engine: machine '%s' sent no heartbeat for %u ms: dead, its units "
-			    "will be placed elsewhere",
-			    l->id, e->cfg.machine_ttl_ms);
+			log_notice("engine: machine '%s' sent no heartbeat for %u ms: dead, its "
+			           "units will be placed elsewhere",
+			           l->id, e->cfg.machine_ttl_ms);
 			propose_keyf(e, STORE_OP_DELETE, NULL, MODEL_MACHINES "/%s", l->id);
-			json_array_foreach(nodes, k, u)
-			{
-				const char *key = json_string_value(json_object_get(u, "key"));
-				json_t *per = json_object_get(u, "nodes"), *s;
-				size_t j;
-
-				json_array_foreach(per, j, s)
-				{
-					const char *sk =
-					    json_string_value(json_object_get(s, "key"));
-					const char *slash = sk ? strrchr(sk, '/') : NULL;
-
-					if (key && slash && !strcmp(slash + 1, l->id))
-						propose(e, STORE_OP_DELETE, sk, NULL);
-				}
+			if ((d = realloc(r.dead, (r.ndead + 1) * sizeof(*d)))) {
+				r.dead = d;
+				r.dead[r.ndead++] = l->id;
+				l->id = NULL;
 			}
-			json_decref(states);
 		}
 		free(l->id);
 		free(l->written);
-		e->live[i] = e->live[--e->nlive];
+		e->nlive--;
+		memmove(&e->live[i], &e->live[i + 1], (e->nlive - i) * sizeof(*e->live));
 	}
+	if (!r.ndead)
+		return;
+	qsort(r.dead, r.ndead, sizeof(*r.dead), str_cmp);
+	store_children(e->store, MODEL_STATES, reap_unit, &r);
+	for (size_t i = 0; i < r.ndead; i++)
+		free(r.dead[i]);
+	free(r.dead);
 }
 
 /* ---- placement ---- */
 
 struct sentry {
-	const char *name;
-	const char *raw; /* the schedule value as stored */
-	json_t *v;       /* parsed */
+	char *name; /* last key component; owned */
+	char *raw;  /* the value as stored; owned */
+	json_t *v;  /* parsed; NULL for a placement in the engine's own form (mid is set) */
+	char *mid;  /* the machine of a placement {"machineID":"..."}; owned, or NULL */
 };
+
+/* The machine of a placement as the engine writes it, without a JSON parser (a plan reads
+ * 100,000 of them): malloc'd, or NULL when `raw` is anything else. */
+static char *placement_machine(const char *raw, size_t len)
+{
+	static const char pre[] = "{\"machineID\":\"";
+	size_t pl = sizeof(pre) - 1;
+
+	if (len < pl + 2 || memcmp(raw, pre, pl) || memcmp(raw + len - 2, "\"}", 2) ||
+	    memchr(raw + pl, '"', len - pl - 2) || memchr(raw + pl, '\\', len - pl - 2))
+		return NULL;
+	return strndup(raw + pl, len - pl - 2);
+}
 
 static int sentry_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct sentry *)a)->name, ((const struct sentry *)b)->name);
 }
 
-/* The children of a directory as (name, raw value) pairs, sorted by name. */
-static size_t children(json_t *dir, struct sentry **ret)
+/* Room for element n of a growing array v of *cap elements: v itself or a larger copy, NULL
+ * when out of memory (v is then still valid). */
+static void *room_for_one(void *v, size_t n, size_t *cap, size_t size)
 {
-	json_t *nodes = json_object_get(json_object_get(dir, "node"), "nodes"), *n;
-	struct sentry *v = calloc(json_array_size(nodes) + 1, sizeof(*v));
-	size_t i, k = 0;
+	size_t ncap;
 
-	*ret = v;
-	if (!v)
-		return 0;
-	json_array_foreach(nodes, i, n)
-	{
-		const char *key = json_string_value(json_object_get(n, "key"));
-		const char *val = json_string_value(json_object_get(n, "value"));
-		const char *slash = key ? strrchr(key, '/') : NULL;
+	if (n < *cap)
+		return v;
+	ncap = *cap ? 2 * *cap : 64;
+	if ((v = realloc(v, ncap * size)))
+		*cap = ncap;
+	return v;
+}
 
-		if (!slash || !val)
-			continue;
-		v[k].name = slash + 1;
-		v[k].raw = val;
-		v[k].v = json_loads(val, 0, NULL);
-		k++;
+struct kids {
+	struct sentry *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static void kid_cb(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
+{
+	struct kids *k = ctx;
+	struct sentry *s;
+
+	(void)modified;
+	if (!value || k->oom)
+		return;
+	if (!(s = room_for_one(k->v, k->n, &k->cap, sizeof(*s)))) {
+		k->oom = true;
+		return;
 	}
-	qsort(v, k, sizeof(*v), sentry_cmp);
-	return k;
+	k->v = s;
+	s = &k->v[k->n];
+	s->name = strdup(name);
+	s->raw = strndup(value, len);
+	s->mid = s->raw ? placement_machine(s->raw, len) : NULL;
+	s->v = s->raw && !s->mid ? json_loadb(s->raw, len, 0, NULL) : NULL;
+	if (!s->name || !s->raw) {
+		free(s->name);
+		free(s->raw);
+		free(s->mid);
+		json_decref(s->v);
+		k->oom = true;
+		return;
+	}
+	k->n++;
+}
+
+/* The values directly under `dir`, read from the store without a JSON round trip, parsed, in
+ * name order (the store keeps children sorted, so child_find can bisect). */
+static size_t children(struct engine *e, const char *dir, struct sentry **ret)
+{
+	struct kids k = {0};
+
+	store_children(e->store, dir, kid_cb, &k);
+	if (k.oom)
+		log_warn("engine: out of memory reading %s", dir);
+	*ret = k.v;
+	return k.n;
 }
 
 static void children_free(struct sentry *v, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].raw);
+		free(v[i].mid);
 		json_decref(v[i].v);
+	}
 	free(v);
 }
 
 static struct sentry *child_find(struct sentry *v, size_t n, const char *name)
 {
-	struct sentry key = {.name = name};
+	struct sentry key = {.name = (char *)name}; /* only compared */
 
 	return n ? bsearch(&key, v, n, sizeof(*v), sentry_cmp) : NULL;
 }
 
+/* A unit as the plan needs it, parsed once per version: the cache keeps it by name with the
+ * modified index it was parsed at, so a plan over 100,000 units parses only what changed. */
 struct punit {
-	struct unit_file uf;
-	struct unit_sched us;
+	char *name;
+	uint64_t modified;
+	char *desired; /* NULL: the stored value has none (not placed) */
+	bool template;
+	struct unit_sched us; /* (the unit file itself is not kept: the plan needs only this) */
 	bool have_us;
+	char *invalid; /* why the options do not parse, or NULL */
 };
+
+static void punit_release(struct punit *p)
+{
+	free(p->name);
+	free(p->desired);
+	if (p->have_us)
+		unit_sched_release(&p->us);
+	free(p->invalid);
+}
+
+static int punit_parse(struct punit *p, const char *name, const char *value, size_t len,
+                       uint64_t modified)
+{
+	json_t *v = json_loadb(value, len, 0, NULL);
+	const char *desired = json_string_value(json_object_get(v, "desiredState"));
+	struct buf err = BUF_INIT;
+
+	memset(p, 0, sizeof(*p));
+	p->name = strdup(name);
+	p->modified = modified;
+	p->template = unit_name_is_template(name);
+	p->desired = desired ? strdup(desired) : NULL;
+	if (desired && !p->template) {
+		struct unit_file uf = UNIT_FILE_INIT;
+
+		if (unit_from_json(json_object_get(v, "options"), &uf, &err) == 0 &&
+		    unit_sched_parse(&uf, name, &p->us, &err) == 0)
+			p->have_us = true;
+		else
+			p->invalid = strdup(err.data ? err.data : "");
+		unit_file_release(&uf);
+	}
+	buf_release(&err);
+	json_decref(v);
+	if (!p->name || (desired && !p->desired) ||
+	    (desired && !p->template && !p->have_us && !p->invalid)) {
+		punit_release(p);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+struct ucache_fill {
+	struct punit *old, *v; /* the previous cache (sorted by name) and the new one */
+	size_t nold, at, n, cap;
+	bool oom;
+};
+
+static void ucache_cb(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
+{
+	struct ucache_fill *f = ctx;
+	struct punit *p;
+
+	if (!value || f->oom)
+		return;
+	if (!(p = room_for_one(f->v, f->n, &f->cap, sizeof(*p)))) {
+		f->oom = true;
+		return;
+	}
+	f->v = p;
+	p = &f->v[f->n];
+	/* both lists are in name order: the old one is walked along */
+	while (f->at < f->nold && strcmp(f->old[f->at].name, name) < 0)
+		punit_release(&f->old[f->at++]);
+	if (f->at < f->nold && !strcmp(f->old[f->at].name, name) &&
+	    f->old[f->at].modified == modified) {
+		*p = f->old[f->at++];
+	} else if (punit_parse(p, name, value, len, modified) < 0) {
+		f->oom = true;
+		return;
+	}
+	f->n++;
+}
+
+/* Brings the cache up to date with the units directory. */
+static void ucache_refresh(struct engine *e)
+{
+	struct ucache_fill f = {.old = e->uc, .nold = e->nuc};
+
+	store_children(e->store, MODEL_UNITS, ucache_cb, &f);
+	while (f.at < f.nold)
+		punit_release(&f.old[f.at++]);
+	free(f.old);
+	e->uc = f.v;
+	e->nuc = f.n;
+	if (f.oom) {
+		/* start over next time rather than plan on a partial list */
+		for (size_t i = 0; i < e->nuc; i++)
+			punit_release(&e->uc[i]);
+		free(e->uc);
+		e->uc = NULL;
+		e->nuc = 0;
+		log_warn("engine: out of memory reading the units");
+	}
+}
 
 static void log_policy_error(struct engine *e, const char *msg)
 {
@@ -401,23 +635,27 @@ static void log_policy_error(struct engine *e, const char *msg)
 
 static void plan(struct engine *e)
 {
-	json_t *jm = read_dir(e, MODEL_MACHINES), *jmeta = read_dir(e, MODEL_METADATA);
-	json_t *ju = read_dir(e, MODEL_UNITS), *js = read_dir(e, MODEL_SCHEDULE);
-	struct sentry *ms = NULL, *meta = NULL, *us = NULL, *ss = NULL;
-	size_t nms = children(jm, &ms), nmeta = children(jmeta, &meta);
-	size_t nus = children(ju, &us), nss = children(js, &ss);
+	int64_t t0 = flt_monotime_ns(), t_read, t_parse, t_sched;
+	struct sentry *ms = NULL, *meta = NULL, *ss = NULL;
+	size_t nms = children(e, MODEL_MACHINES, &ms), nmeta = children(e, MODEL_METADATA, &meta);
+	size_t nss = children(e, MODEL_SCHEDULE, &ss), nus;
 	struct sched_machine *m = calloc(nms + 1, sizeof(*m));
 	struct sched_kv **kvs = calloc(nms + 1, sizeof(*kvs));
 	const char ***rts = calloc(nms + 1, sizeof(*rts));
-	struct sched_unit *u = calloc(nus + 1, sizeof(*u));
-	struct punit *pu = calloc(nus + 1, sizeof(*pu));
-	const char **bad = calloc(nus + 1, sizeof(*bad)); /* units left out: their key stays */
+	struct sched_unit *u;
+	struct punit *pu;
+	const char **bad;
 	size_t nbad = 0;
 	struct sched_plan pl = SCHED_PLAN_INIT;
 	size_t nm = 0, nu = 0;
-	struct buf err = BUF_INIT;
 
-	if (!m || !kvs || !rts || !u || !pu || !bad)
+	ucache_refresh(e);
+	nus = e->nuc;
+	pu = e->uc;
+	u = calloc(nus + 1, sizeof(*u));
+	bad = calloc(nus + 1, sizeof(*bad)); /* units left out: their key stays */
+	t_read = flt_monotime_ns();
+	if (!m || !kvs || !rts || !u || !bad)
 		goto out;
 	for (size_t i = 0; i < nms; i++) {
 		json_t *v = ms[i].v, *md = json_deep_copy(json_object_get(v, "metadata")), *x, *rt;
@@ -462,49 +700,47 @@ static void plan(struct engine *e)
 		nm++;
 	}
 	for (size_t i = 0; i < nus; i++) {
-		json_t *v = us[i].v;
-		const char *desired = json_string_value(json_object_get(v, "desiredState"));
-		struct sentry *cur = child_find(ss, nss, us[i].name);
+		const char *desired = pu[i].desired;
+		struct sentry *cur = child_find(ss, nss, pu[i].name);
 
-		if (!desired || unit_name_is_template(us[i].name))
+		if (!desired || pu[i].template)
 			continue;
-		buf_clear(&err);
-		if (unit_from_json(json_object_get(v, "options"), &pu[nu].uf, &err) == 0 &&
-		    unit_sched_parse(&pu[nu].uf, us[i].name, &pu[nu].us, &err) == 0) {
-			pu[nu].have_us = true;
-		} else if (strcmp(desired, "inactive")) {
+		if (pu[i].invalid && strcmp(desired, "inactive")) {
 			/* The API validates what it stores, so this is a unit from an older
 			 * version: never place it without its constraints. */
 			struct buf why = BUF_INIT;
 			json_t *want;
 			char *ws;
 
-			buf_printf(&why, "the unit's options are invalid: %s",
-			           err.data ? err.data : "");
+			buf_printf(&why, "the unit's options are invalid: %s", pu[i].invalid);
 			want = json_pack("{s:s}", "reason", why.data ? why.data : "");
 			ws = want ? json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 			if (ws && (!cur || strcmp(cur->raw, ws)))
-				propose_keyf(e, STORE_OP_PUT, ws, MODEL_SCHEDULE "/%s", us[i].name);
+				propose_keyf(e, STORE_OP_PUT, ws, MODEL_SCHEDULE "/%s", pu[i].name);
 			free(ws);
 			json_decref(want);
 			buf_release(&why);
-			unit_file_release(&pu[nu].uf);
-			bad[nbad++] = us[i].name;
+			bad[nbad++] = pu[i].name;
 			continue;
 		}
-		u[nu].name = us[i].name;
-		u[nu].opts = pu[nu].have_us ? &pu[nu].us : NULL;
+		u[nu].name = pu[i].name;
+		u[nu].opts = pu[i].have_us ? &pu[i].us : NULL;
 		u[nu].runtime =
-		    pu[nu].have_us && pu[nu].us.runtime ? pu[nu].us.runtime : e->default_runtime;
+		    pu[i].have_us && pu[i].us.runtime ? pu[i].us.runtime : e->default_runtime;
 		u[nu].desired = strcmp(desired, "inactive") != 0;
-		u[nu].current =
-		    cur ? json_string_value(json_object_get(cur->v, "machineID")) : NULL;
+		u[nu].current = !cur ? NULL
+		                : cur->mid
+		                    ? cur->mid
+		                    : json_string_value(json_object_get(cur->v, "machineID"));
 		nu++;
 	}
-	if (sched_plan_build(m, nm, u, nu, e->policy, &pl) < 0) {
+	t_parse = flt_monotime_ns();
+	if (sched_plan_build_until(m, nm, u, nu, e->policy, flt_monotime_ns() + PLAN_BUDGET_NS,
+	                           &pl) < 0) {
 		log_warn("engine: cannot build a plan");
 		goto out;
 	}
+	t_sched = flt_monotime_ns();
 	if (pl.policy_error)
 		log_policy_error(e, pl.policy_error);
 	for (size_t i = 0; i < nu; i++) {
@@ -513,8 +749,15 @@ static void plan(struct engine *e)
 		json_t *want = NULL;
 		char *ws = NULL;
 
+		if (r->status == SCHED_DEFERRED) {
+			e->dirty = true; /* the next plan goes on from here */
+			continue;
+		}
 		if (r->policy_error)
 			log_policy_error(e, r->policy_error);
+		if (r->status == SCHED_PLACED && cur && cur->mid &&
+		    !strcmp(cur->mid, r->machine_id))
+			continue; /* the common case, unchanged: no JSON to build */
 		if (r->status == SCHED_PLACED)
 			want = json_pack("{s:s}", "machineID", r->machine_id);
 		else if (r->status == SCHED_BLOCKED)
@@ -533,24 +776,31 @@ static void plan(struct engine *e)
 		}
 		free(ws);
 	}
-	/* Placements of units that are gone. */
-	for (size_t i = 0; i < nss; i++) {
-		bool known = false;
+	/* Placements of units that are gone. The schedule, the units kept (u) and those left
+	 * out (bad) are all in name order (they come from sorted directories): one merge pass. */
+	for (size_t i = 0, ku = 0, kb = 0; i < nss; i++) {
+		while (ku < nu && strcmp(u[ku].name, ss[i].name) < 0)
+			ku++;
+		while (kb < nbad && strcmp(bad[kb], ss[i].name) < 0)
+			kb++;
+		if ((ku < nu && !strcmp(u[ku].name, ss[i].name)) ||
+		    (kb < nbad && !strcmp(bad[kb], ss[i].name)))
+			continue;
+		propose_keyf(e, STORE_OP_DELETE, NULL, MODEL_SCHEDULE "/%s", ss[i].name);
+	}
+	{
+		int64_t t_end = flt_monotime_ns();
 
-		for (size_t k = 0; k < nu && !known; k++)
-			known = !strcmp(u[k].name, ss[i].name);
-		for (size_t k = 0; k < nbad && !known; k++)
-			known = !strcmp(bad[k], ss[i].name);
-		if (!known)
-			propose_keyf(e, STORE_OP_DELETE, NULL, MODEL_SCHEDULE "/%s", ss[i].name);
+		log_debug("engine: plan of %zu units on %zu machines: %lld ms (read %lld, parse "
+		          "%lld, schedule %lld, write %lld), %u writes",
+		          nu, nm, (long long)(t_end - t0) / 1000000,
+		          (long long)(t_read - t0) / 1000000,
+		          (long long)(t_parse - t_read) / 1000000,
+		          (long long)(t_sched - t_parse) / 1000000,
+		          (long long)(t_end - t_sched) / 1000000, e->in_flight);
 	}
 out:
 	sched_plan_release(&pl);
-	for (size_t i = 0; pu && i < nus; i++) {
-		if (pu[i].have_us)
-			unit_sched_release(&pu[i].us);
-		unit_file_release(&pu[i].uf);
-	}
 	for (size_t i = 0; i < nms; i++) {
 		if (kvs)
 			free(kvs[i]);
@@ -561,17 +811,10 @@ out:
 	free(rts);
 	free(m);
 	free(u);
-	free(pu);
 	free(bad);
-	buf_release(&err);
 	children_free(ms, nms);
 	children_free(meta, nmeta);
-	children_free(us, nus);
 	children_free(ss, nss);
-	json_decref(jm);
-	json_decref(jmeta);
-	json_decref(ju);
-	json_decref(js);
 }
 
 struct barrier {
@@ -601,6 +844,60 @@ static void barrier_done(void *ctx, int err, const struct store_result *res, uin
 	free(b);
 }
 
+static const char *const input_dirs[4] = {MODEL_UNITS, MODEL_MACHINES, MODEL_METADATA,
+                                          MODEL_SCHEDULE};
+
+static void stamp_cb(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
+{
+	uint64_t *max = ctx;
+
+	(void)name;
+	(void)value;
+	(void)len;
+	if (modified > *max)
+		*max = modified;
+}
+
+/* Updates the fingerprint of input directory i; true if it changed. */
+static bool restamp(struct engine *e, size_t i)
+{
+	uint64_t max = 0;
+	long n = store_children(e->store, input_dirs[i], stamp_cb, &max);
+
+	if (n == e->stamp[i].n && max == e->stamp[i].max)
+		return false;
+	e->stamp[i].n = n;
+	e->stamp[i].max = max;
+	return true;
+}
+
+static void maybe_plan(struct engine *e, int64_t now)
+{
+	int64_t t0, took;
+
+	if (e->absorb_schedule) {
+		restamp(e, 3); /* MODEL_SCHEDULE */
+		e->absorb_schedule = false;
+	}
+	if (store_index(e->store) != e->checked_index) {
+		e->checked_index = store_index(e->store);
+		for (size_t i = 0; i < 4; i++)
+			e->dirty |= restamp(e, i);
+	}
+	if ((!e->dirty && now < e->next_plan_ns) || now < e->plan_not_before)
+		return;
+	e->dirty = false;
+	t0 = flt_monotime_ns();
+	plan(e);
+	now = flt_monotime_ns();
+	took = now - t0;
+	e->next_plan_ns = now + (int64_t)e->cfg.reconcile_ms * 1000000;
+	e->plan_not_before = now + took;
+	e->absorb_schedule = e->in_flight > 0;
+	if (took > 1000000000)
+		log_info("engine: a plan took %lld ms", (long long)(took / 1000000));
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct engine *e = container_of(w, struct engine, tick);
@@ -609,6 +906,18 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	/* A loop that stalled (a slow disk under fdatasync, a stopped process) heard no
+	 * heartbeats meanwhile: the stall is the leader's, not the machines', so it does not
+	 * count against their TTL. */
+	if (e->last_tick_ns && now - e->last_tick_ns > STALL_NS) {
+		int64_t lost = now - e->last_tick_ns - (int64_t)(TICK_S * 1e9);
+
+		for (size_t i = 0; i < e->nlive; i++)
+			e->live[i].seen_ns += lost;
+		log_info("engine: the loop stalled for %lld ms; machines' TTLs extended by as much",
+		         (long long)(lost / 1000000));
+	}
+	e->last_tick_ns = now;
 	if (lead != e->leading) {
 		e->leading = lead;
 		e->synced = false;
@@ -635,11 +944,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	reap_dead(e);
 	if (e->in_flight)
 		return;
-	if (store_index(e->store) != e->planned_index || now >= e->next_plan_ns) {
-		e->planned_index = store_index(e->store);
-		e->next_plan_ns = now + (int64_t)e->cfg.reconcile_ms * 1000000;
-		plan(e);
-	}
+	maybe_plan(e, now);
 }
 
 int engine_new(struct ev_loop *loop, struct store *store, struct node *node,
@@ -654,7 +959,7 @@ int engine_new(struct ev_loop *loop, struct store *store, struct node *node,
 	e->node = node;
 	e->cfg = *cfg;
 	if (!e->cfg.reconcile_ms)
-		e->cfg.reconcile_ms = 2000;
+		e->cfg.reconcile_ms = 30000;
 	if (!e->cfg.machine_ttl_ms)
 		e->cfg.machine_ttl_ms = 3000;
 	e->policy_path = cfg->policy_path ? strdup(cfg->policy_path) : NULL;
@@ -686,6 +991,9 @@ void engine_free(struct engine *e)
 static void engine_destroy(struct engine *e)
 {
 	live_clear(e);
+	for (size_t i = 0; i < e->nuc; i++)
+		punit_release(&e->uc[i]);
+	free(e->uc);
 	policy_free(e->policy);
 	free(e->policy_path);
 	free(e->last_policy_error);
@@ -706,6 +1014,7 @@ void engine_reload_policy(struct engine *e)
 		          policy_name(e->policy), err.data ? err.data : flt_strerror(r));
 	else
 		log_info("scheduler policy '%s' loaded", e->policy_path);
+	e->dirty = true; /* the new policy decides now, not at the next change */
 	free(e->last_policy_error);
 	e->last_policy_error = NULL;
 	buf_release(&err);

@@ -15,7 +15,7 @@ struct store;
 struct engine_config {
 	unsigned machine_ttl_ms;     /* a machine silent this long is dead (--agent-ttl) */
 	const char *policy_path;     /* --scheduler-policy, or NULL for the built-in default */
-	unsigned reconcile_ms;       /* periodic reconcile even without changes; 0: 2000 */
+	unsigned reconcile_ms;       /* periodic plan even without changes; 0: 30000 */
 	const char *default_runtime; /* of units that name none (--default-runtime) */
 };
 

@@ -11,6 +11,7 @@
 #include "unit/unit.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/util.h"
 
 /* What is placed on one machine during the plan (globals that apply to it included). */
 struct mstate {
@@ -41,6 +42,13 @@ struct ctx {
 	int32_t *cur;      /* effective current machine, -1 none */
 	int32_t *placed;   /* machine chosen in this plan, -1 none */
 	uint32_t *cand;    /* scratch: candidate machines */
+	uint32_t *rank;    /* machine index -> position in id order (ties without strcmp) */
+	/* Runtimes asked for in this plan, and per machine a bit for each it offers: a filter
+	 * over thousands of machines tests a bit instead of comparing strings. */
+	const char *rt_names[8];
+	size_t n_rt;
+	uint8_t *rt_mask;
+	int64_t deadline_ns;
 	struct policy *pol;
 	bool pol_ok;
 	struct sched_plan *plan;
@@ -123,6 +131,23 @@ static bool has_runtime(const struct sched_machine *m, const char *rt)
 		if (m->runtimes[i] && strcmp(m->runtimes[i], rt) == 0)
 			return true;
 	return false;
+}
+
+/* The bit of runtime `rt` in c->rt_mask, 0 when the table is full (then compare strings). */
+static uint8_t rt_bit(struct ctx *c, const char *rt)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_rt; i++)
+		if (!strcmp(c->rt_names[i], rt))
+			return (uint8_t)(1u << i);
+	if (i == sizeof(c->rt_names) / sizeof(c->rt_names[0]) || !c->rt_mask)
+		return 0;
+	c->rt_names[c->n_rt++] = rt;
+	for (size_t mi = 0; mi < c->nm; mi++)
+		if (has_runtime(&c->m[mi], rt))
+			c->rt_mask[mi] |= (uint8_t)(1u << i);
+	return (uint8_t)(1u << i);
 }
 
 static bool glob_any(char *const *pats, size_t n, const char *name)
@@ -405,14 +430,24 @@ static int filter(struct ctx *c, size_t ui, size_t *n)
 		}
 	}
 	if (u->runtime) {
-		NARROW(has_runtime(&c->m[mi], u->runtime));
+		uint8_t bit = rt_bit(c, u->runtime);
+
+		if (bit)
+			NARROW(c->rt_mask[mi] & bit);
+		else
+			NARROW(has_runtime(&c->m[mi], u->runtime));
 		if (!*n) {
 			buf_printf(r, "no machine offers runtime %s", u->runtime);
 			return 0;
 		}
 	}
 	if (o && o->needs_docker) {
-		NARROW(has_runtime(&c->m[mi], "docker"));
+		uint8_t bit = rt_bit(c, "docker");
+
+		if (bit)
+			NARROW(c->rt_mask[mi] & bit);
+		else
+			NARROW(has_runtime(&c->m[mi], "docker"));
 		if (!*n) {
 			buf_puts(r, "no machine offers docker (the unit requires docker.service)");
 			return 0;
@@ -555,7 +590,7 @@ static size_t default_pick(const struct ctx *c, const uint32_t *cand, size_t n)
 		size_t mi = cand[i];
 
 		if (c->ms[mi].n < c->ms[best].n ||
-		    (c->ms[mi].n == c->ms[best].n && strcmp(c->m[mi].id, c->m[best].id) < 0))
+		    (c->ms[mi].n == c->ms[best].n && c->rank[mi] < c->rank[best]))
 			best = mi;
 	}
 	return best;
@@ -717,6 +752,8 @@ static void ctx_release(struct ctx *c)
 	free(c->cur);
 	free(c->placed);
 	free(c->cand);
+	free(c->rank);
+	free(c->rt_mask);
 	buf_release(&c->reason);
 	buf_release(&c->err);
 	buf_release(&c->tmp);
@@ -742,23 +779,36 @@ static int run(struct ctx *c)
 	uint32_t *stack;
 	int rc;
 
-	/* Globals first: they are on every machine they apply to before anything is decided. */
-	for (size_t i = 0; i < c->nm; i++) {
-		size_t mi = c->m_sorted[i];
+	stack = malloc((c->nu + 1) * sizeof(*stack));
+	if (!stack)
+		return -ENOMEM;
+	/* Globals first: they are on every machine they apply to before anything is decided.
+	 * (Listed once: machines x all units would be 500 million steps for 100,000 units on
+	 * 5,000 machines; `stack` holds them until the walk below needs it.) */
+	{
+		size_t ng = 0;
 
 		for (size_t j = 0; j < c->nu; j++) {
 			size_t ui = c->u_sorted[j];
 
-			if (!is_global(c, ui) || !c->u[ui].desired)
-				continue;
-			if (sched_global_applies(&c->m[mi], c->u[ui].opts, c->u[ui].runtime) &&
-			    (rc = commit(c, mi, ui)) < 0)
-				return rc;
+			if (is_global(c, ui) && c->u[ui].desired)
+				stack[ng++] = (uint32_t)ui;
+		}
+		for (size_t i = 0; i < c->nm && ng; i++) {
+			size_t mi = c->m_sorted[i];
+
+			for (size_t j = 0; j < ng; j++) {
+				size_t ui = stack[j];
+
+				if (sched_global_applies(&c->m[mi], c->u[ui].opts,
+				                         c->u[ui].runtime) &&
+				    (rc = commit(c, mi, ui)) < 0) {
+					free(stack);
+					return rc;
+				}
+			}
 		}
 	}
-	stack = malloc((c->nu + 1) * sizeof(*stack));
-	if (!stack)
-		return -ENOMEM;
 	for (size_t j = 0; j < c->nu; j++) {
 		size_t ui = c->u_sorted[j];
 
@@ -772,9 +822,16 @@ static int run(struct ctx *c)
 	for (size_t k = 0; k < c->n_order; k++)
 		if ((rc = keep(c, c->order[k])) < 0)
 			return rc;
-	for (size_t k = 0; k < c->n_order; k++)
+	for (size_t k = 0; k < c->n_order; k++) {
+		if (c->deadline_ns && k % 32 == 0 && flt_monotime_ns() > c->deadline_ns) {
+			for (; k < c->n_order; k++)
+				if (c->placed[c->order[k]] < 0)
+					c->plan->v[c->order[k]].status = SCHED_DEFERRED;
+			break;
+		}
 		if (c->placed[c->order[k]] < 0 && (rc = place(c, c->order[k])) < 0)
 			return rc;
+	}
 	return 0;
 }
 
@@ -782,7 +839,19 @@ int sched_plan_build(const struct sched_machine *machines, size_t n_machines,
                      const struct sched_unit *units, size_t n_units, struct policy *pol,
                      struct sched_plan *ret)
 {
-	struct ctx c = {.m = machines, .nm = n_machines, .u = units, .nu = n_units, .pol = pol};
+	return sched_plan_build_until(machines, n_machines, units, n_units, pol, 0, ret);
+}
+
+int sched_plan_build_until(const struct sched_machine *machines, size_t n_machines,
+                           const struct sched_unit *units, size_t n_units, struct policy *pol,
+                           int64_t deadline_ns, struct sched_plan *ret)
+{
+	struct ctx c = {.m = machines,
+	                .nm = n_machines,
+	                .u = units,
+	                .nu = n_units,
+	                .pol = pol,
+	                .deadline_ns = deadline_ns};
 	struct sched_plan plan = SCHED_PLAN_INIT;
 	size_t nm1 = n_machines ? n_machines : 1, nu1 = n_units ? n_units : 1;
 	int rc = -ENOMEM;
@@ -805,8 +874,10 @@ int sched_plan_build(const struct sched_machine *machines, size_t n_machines,
 	c.cur = malloc(nu1 * sizeof(*c.cur));
 	c.placed = malloc(nu1 * sizeof(*c.placed));
 	c.cand = malloc(nm1 * sizeof(*c.cand));
+	c.rank = malloc(nm1 * sizeof(*c.rank));
+	c.rt_mask = calloc(nm1, sizeof(*c.rt_mask));
 	if (!plan.v || !c.ms || !c.m_sorted || !c.u_sorted || !c.order || !c.dfs || !c.in_cycle ||
-	    !c.cur || !c.placed || !c.cand)
+	    !c.cur || !c.placed || !c.cand || !c.rank || !c.rt_mask)
 		goto out;
 	for (size_t i = 0; i < n_machines; i++)
 		c.m_sorted[i] = (uint32_t)i;
@@ -815,6 +886,8 @@ int sched_plan_build(const struct sched_machine *machines, size_t n_machines,
 		c.placed[i] = -1;
 	}
 	qsort_r(c.m_sorted, n_machines, sizeof(*c.m_sorted), cmp_machine, &c);
+	for (size_t i = 0; i < n_machines; i++)
+		c.rank[c.m_sorted[i]] = (uint32_t)i;
 	qsort_r(c.u_sorted, n_units, sizeof(*c.u_sorted), cmp_unit, &c);
 	rc = FLT_EINVAL;
 	for (size_t i = 1; i < n_machines; i++)

@@ -68,6 +68,7 @@ enum sched_status {
 	SCHED_SKIPPED, /* not for the plan: desired inactive, or global (no schedule key) */
 	SCHED_PLACED,  /* machine_id set */
 	SCHED_BLOCKED, /* desired but nowhere to go: reason set */
+	SCHED_DEFERRED, /* not decided: the plan's time ran out; a later plan decides */
 };
 
 struct sched_result {
@@ -96,6 +97,12 @@ struct sched_plan {
 int sched_plan_build(const struct sched_machine *machines, size_t n_machines,
                      const struct sched_unit *units, size_t n_units, struct policy *pol,
                      struct sched_plan *ret);
+/* The same, but placing new units stops once the monotonic clock passes `deadline_ns` (0: no
+ * deadline): units not reached by then are SCHED_DEFERRED. The daemon plans on its event loop,
+ * which must keep answering heartbeats and Raft. */
+int sched_plan_build_until(const struct sched_machine *machines, size_t n_machines,
+                           const struct sched_unit *units, size_t n_units, struct policy *pol,
+                           int64_t deadline_ns, struct sched_plan *ret);
 void sched_plan_release(struct sched_plan *p);
 
 /* Whether an agent on machine `m` runs global unit `opts` with effective runtime `runtime`

@@ -1112,6 +1112,34 @@ out:
 	return 0;
 }
 
+long store_children(struct store *s, const char *key, store_child_fn fn, void *ctx)
+{
+	struct buf path = BUF_INIT;
+	struct walk_err we;
+	struct snode *n;
+	long count = 0;
+
+	if (store_path_clean(key, strlen(key), &path) < 0)
+		return -ENOMEM;
+	n = internal_get(s, path.data, path.len, &we);
+	buf_release(&path);
+	if (!n)
+		return -(long)we.code;
+	if (!n->dir)
+		return -(long)STORE_ENOTDIR;
+	for (size_t i = 0; i < n->nkids; i++) {
+		const struct snode *k = n->kids[i];
+
+		if (k->name[0] == '_')
+			continue; /* hidden, as in a listing */
+		count++;
+		if (fn)
+			fn(ctx, k->name, k->dir ? NULL : k->value, k->dir ? 0 : k->value_len,
+			   k->modified);
+	}
+	return count;
+}
+
 /* ---------------------------------------------------------------- snapshot trees (cmd.c) */
 
 struct snode *tree_new(void)

@@ -121,6 +121,14 @@ int store_apply(struct store *s, uint64_t raft_index, const void *data, size_t l
 int store_get(struct store *s, const char *key, bool recursive, bool sorted, int64_t now_ns,
               struct store_result **ret);
 
+/* The children of directory `key` without rendering JSON (the scheduler reads thousands): fn
+ * runs for each one not hidden, in name order, with its last path component and value (NULL for
+ * a directory), both borrowed for the call; the store must not change from inside fn. Returns
+ * the number of children, or an etcd error code (STORE_EKEYNOTFOUND, STORE_ENOTDIR) negated. */
+typedef void (*store_child_fn)(void *ctx, const char *name, const char *value, size_t len,
+                               uint64_t modified);
+long store_children(struct store *s, const char *key, store_child_fn fn, void *ctx);
+
 /* ---- watches ---- */
 /* Called for each event the watch sees; `ev` is borrowed for the call. A one-shot watch is
  * already unregistered when its callback runs. The callback may free its own watch (and no

@@ -29,7 +29,7 @@ trap 'rc=$?; t_stop_nodes; cleanup_units; (exit $rc); t_cleanup' EXIT
 dump_logs() {
 	for i in $(seq 1 $N); do
 		echo "---- n$i" >&2
-		tail -n 25 "$T_TMP/n$i.log" >&2
+		tail -n 40 "$T_TMP/n$i.log" >&2
 	done
 }
 ctl() { "$FLOTCTL" --endpoint "$(url "${CTL_NODE:-1}")" "$@"; }
@@ -170,7 +170,9 @@ awk -v t="$took" 'BEGIN { exit !(t <= 5.0) }' || fail "moving took ${took} s, ov
 # ---- killing the leader moves no unit ----
 L=$(find_leader 1 2 3)
 CTL_NODE=$(( L % 3 + 1 ))
-snap() { local out; out=$(ctl list-units --no-legend --full --fields unit,machine) && echo "$out" | sort; }
+# (unit, machine) pairs; the table's padding changes with the longest name listed, so the
+# columns are taken apart rather than compared as text
+snap() { local out; out=$(ctl list-units --no-legend --full --fields unit,machine) && echo "$out" | awk '{ print $1, $2 }' | sort; }
 placed=$(snap)
 kill -9 "${PID[$L]}"
 wait "${PID[$L]}" 2>/dev/null
@@ -185,7 +187,10 @@ while [ $SECONDS -lt $end ]; do
 	# (a member may answer nothing while the election runs: only what it answers counts)
 	now=$(snap) || { sleep 0.2; continue; }
 	missing=$(comm -23 <(echo "$live_before") <(echo "$now"))
-	[ -z "$missing" ] || fail "units on live machines moved after the leader was killed: $missing"
+	[ -z "$missing" ] || {
+		dump_logs
+		fail "units on live machines moved after the leader (n$L) was killed: $missing; list-units now: $now"
+	}
 	sleep 0.5
 done
 note "leader n$L killed: no unit on a live machine moved"

@@ -565,6 +565,29 @@ static void test_bad_input(void **state)
 	sched_plan_release(NULL);
 }
 
+/* A plan whose time is up keeps what is placed and defers the rest (never a removal). */
+static void test_deadline(void **state)
+{
+	static const char *const ms[] = {"1", "2", NULL};
+	static const char *const us[] = {"a.service cur=1", "b.service", "c.service", NULL};
+	struct fx *f = fx_new(ms, us);
+	struct sched_plan p = SCHED_PLAN_INIT;
+
+	(void)state;
+	assert_int_equal(sched_plan_build_until(f->m, f->nm, f->u, f->nu, NULL, 1, &p), 0);
+	assert_int_equal(p.v[0].status, SCHED_PLACED);
+	assert_string_equal(p.v[0].machine_id, f->m[0].id);
+	assert_int_equal(p.v[1].status, SCHED_DEFERRED);
+	assert_int_equal(p.v[2].status, SCHED_DEFERRED);
+	sched_plan_release(&p);
+	/* without a deadline the same input places everything */
+	assert_int_equal(sched_plan_build_until(f->m, f->nm, f->u, f->nu, NULL, 0, &p), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(p.v[i].status, SCHED_PLACED);
+	sched_plan_release(&p);
+	fx_free(f);
+}
+
 static void test_global_applies(void **state)
 {
 	static const char *const ms[] = {"1 role=db rt=exec", "2 role=web", "3 rt=exec,docker",
@@ -633,6 +656,7 @@ int main(void)
 	    cmocka_unit_test(test_table),          cmocka_unit_test(test_fixpoint),
 	    cmocka_unit_test(test_determinism),    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_global_applies), cmocka_unit_test(test_long_chain),
+	    cmocka_unit_test(test_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
