@@ -49,7 +49,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	python3 "$(dirname "$0")/../free_port.py"
 }
 
 CPORT=$(free_port)

@@ -52,9 +52,10 @@ fail() {
 }
 note() { echo "# $*"; }
 
-# A TCP port nobody listens on now (the kernel's pick, released at once).
+# A TCP port for a server of the test: free, outside the ephemeral range, reserved against
+# the tests running in parallel (tests/free_port.py says why).
 free_port() {
-	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+	$PY "$FLT_SRCDIR/tests/free_port.py"
 }
 
 # Poll `cmd...` until it succeeds or SECONDS pass. Returns 1 on timeout.
