@@ -32,8 +32,9 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define RESYNC_S 5.0 /* refetch even without a watch event */
-#define RETRY_S  0.5 /* after a failed fetch or write */
+#define RESYNC_S       5.0 /* refetch this machine's metadata (not watched) */
+#define FULL_RESYNC_NS (60 * (int64_t)1000000000) /* refetch everything, a safety net */
+#define RETRY_S        0.5                        /* after a failed fetch or write */
 
 struct ustate {
 	char *name;
@@ -61,9 +62,15 @@ struct agent {
 	unsigned fetching;
 	json_t *got[F_N];
 	uint64_t got_index[F_N];
-	bool fetch_failed;
+	bool fetch_failed, fetch_full;
+	int64_t last_full_ns; /* monotonic time of the last complete fetch of units and schedule */
+	/* Watches of the units and schedule directories; their events are applied to got[]. */
 	struct hcli_call *watch[2];
-	uint64_t watch_index;
+	uint64_t watch_index[2];
+	struct watchctx {
+		struct agent *a;
+		int which; /* F_UNITS or F_SCHED */
+	} wc[2];
 	struct ustate *u;
 	size_t nu;
 };
@@ -382,7 +389,7 @@ static void apply(struct agent *a)
 
 /* ---- fetching and watching ---- */
 
-static void fetch(struct agent *a);
+static void fetch(struct agent *a, bool full);
 static void watch_start(struct agent *a);
 
 struct fctx {
@@ -433,15 +440,19 @@ static void fdone(void *ctx, int err, const char *msg, int status, const struct 
 	}
 	if (!a->fenced)
 		apply(a);
-	a->watch_index = a->got_index[F_UNITS] < a->got_index[F_SCHED] ? a->got_index[F_UNITS]
-	                                                               : a->got_index[F_SCHED];
-	watch_start(a);
+	if (a->fetch_full) {
+		a->last_full_ns = flt_monotime_ns();
+		a->watch_index[F_UNITS] = a->got_index[F_UNITS];
+		a->watch_index[F_SCHED] = a->got_index[F_SCHED];
+		watch_start(a);
+	}
 	ev_timer_stop(a->loop, &a->sync_w);
 	ev_timer_set(&a->sync_w, RESYNC_S, 0.);
 	ev_timer_start(a->loop, &a->sync_w);
 }
 
-static void fetch(struct agent *a)
+/* Read what this machine runs from: all three (full) or only the metadata. */
+static void fetch(struct agent *a, bool full)
 {
 	static const char *const what[F_N] = {MODEL_UNITS "?recursive=true",
 	                                      MODEL_SCHEDULE "?recursive=true", MODEL_METADATA};
@@ -449,6 +460,9 @@ static void fetch(struct agent *a)
 	if (a->fetching)
 		return;
 	a->fetch_failed = false;
+	a->fetch_full = full;
+	if (full)
+		log_debug("agent: reading the units and the schedule");
 	for (int i = 0; i < F_N; i++) {
 		struct buf url = BUF_INIT;
 		struct fctx *f = calloc(1, sizeof(*f));
@@ -457,6 +471,10 @@ static void fetch(struct agent *a)
 
 		if (!f)
 			continue;
+		if (!full && i != F_META) {
+			free(f);
+			continue;
+		}
 		f->a = a;
 		f->which = i;
 		if (i == F_META)
@@ -472,38 +490,98 @@ static void fetch(struct agent *a)
 	}
 }
 
+/* A watch event applied to the listing it watches (got[F_UNITS] or got[F_SCHED]): the key's
+ * node replaced, added or removed, as a refetch would show it. -1 for anything else (an etcd
+ * error such as 401 "event index cleared", a directory event): the caller refetches. */
+static int event_apply(struct agent *a, int i, const struct buf *body)
+{
+	json_t *ev = json_loadb(body->data ? body->data : "", body->len, 0, NULL);
+	json_t *node = json_object_get(ev, "node"), *dir, *list;
+	const char *action = json_string_value(json_object_get(ev, "action"));
+	const char *key = json_string_value(json_object_get(node, "key"));
+	json_int_t idx = json_integer_value(json_object_get(node, "modifiedIndex"));
+	size_t k, at = SIZE_MAX;
+	int r = -1;
+
+	if (!action || !key || idx <= 0 || json_is_true(json_object_get(node, "dir")) || !a->got[i])
+		goto out;
+	if (!json_is_object(dir = json_object_get(a->got[i], "node"))) {
+		json_object_set_new(a->got[i], "node", dir = json_object());
+		if (!dir)
+			goto out;
+	}
+	if (!json_is_array(list = json_object_get(dir, "nodes"))) {
+		json_object_set_new(dir, "nodes", list = json_array());
+		if (!list)
+			goto out;
+	}
+	for (k = 0; k < json_array_size(list); k++) {
+		const char *nk = json_string_value(json_object_get(json_array_get(list, k), "key"));
+
+		if (nk && !strcmp(nk, key)) {
+			at = k;
+			break;
+		}
+	}
+	if (!strcmp(action, "delete") || !strcmp(action, "expire") ||
+	    !strcmp(action, "compareAndDelete")) {
+		if (at != SIZE_MAX)
+			json_array_remove(list, at);
+	} else if (at != SIZE_MAX) {
+		json_array_set(list, at, node);
+	} else {
+		json_array_append(list, node);
+	}
+	a->watch_index[i] = (uint64_t)idx;
+	r = 0;
+out:
+	json_decref(ev);
+	return r;
+}
+
+static void watch_one(struct agent *a, int i);
+
 static void wwdone(void *ctx, int err, const char *msg, int status, const struct buf *body)
 {
-	struct agent *a = ctx;
+	struct watchctx *wc = ctx;
+	struct agent *a = wc->a;
 
 	(void)msg;
-	(void)status;
-	(void)body;
+	a->watch[wc->which] = NULL;
+	if (err == 0 && status == 200 && event_apply(a, wc->which, body) == 0) {
+		if (!a->fenced)
+			apply(a);
+		watch_one(a, wc->which);
+		return;
+	}
 	for (int i = 0; i < 2; i++)
 		hcli_call_cancel(a->watch[i]); /* the other one too: a refetch restarts both */
 	a->watch[0] = a->watch[1] = NULL;
 	if (err == 0)
-		fetch(a);
+		fetch(a, true);
+}
+
+static void watch_one(struct agent *a, int i)
+{
+	static const char *const dirs[2] = {MODEL_UNITS, MODEL_SCHEDULE};
+	struct buf url = BUF_INIT;
+	struct hcli_req rq = {0};
+	struct hcli_cb cb = {.done = wwdone, .ctx = &a->wc[i]};
+
+	hcli_call_cancel(a->watch[i]);
+	a->watch[i] = NULL;
+	buf_printf(&url, "%s/v2/keys%s?wait=true&recursive=true&waitIndex=%llu", api(a), dirs[i],
+	           (unsigned long long)a->watch_index[i] + 1);
+	rq.url = url.data;
+	if (url.data)
+		hcli_call_start(a->http, &rq, &cb, &a->watch[i]);
+	buf_release(&url);
 }
 
 static void watch_start(struct agent *a)
 {
-	static const char *const dirs[2] = {MODEL_UNITS, MODEL_SCHEDULE};
-
-	for (int i = 0; i < 2; i++) {
-		struct buf url = BUF_INIT;
-		struct hcli_req rq = {0};
-		struct hcli_cb cb = {.done = wwdone, .ctx = a};
-
-		hcli_call_cancel(a->watch[i]);
-		a->watch[i] = NULL;
-		buf_printf(&url, "%s/v2/keys%s?wait=true&recursive=true&waitIndex=%llu", api(a),
-		           dirs[i], (unsigned long long)a->watch_index + 1);
-		rq.url = url.data;
-		if (url.data)
-			hcli_call_start(a->http, &rq, &cb, &a->watch[i]);
-		buf_release(&url);
-	}
+	watch_one(a, F_UNITS);
+	watch_one(a, F_SCHED);
 }
 
 static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
@@ -512,7 +590,10 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	fetch(a);
+	/* The watches keep units and schedule current; without both of them, or once a minute,
+	 * everything is read again. */
+	fetch(a, !a->watch[F_UNITS] || !a->watch[F_SCHED] ||
+	             flt_monotime_ns() - a->last_full_ns >= FULL_RESYNC_NS);
 }
 
 /* ---- heartbeats and fencing ---- */
@@ -546,7 +627,7 @@ static void hb_done(void *ctx, int err, const char *msg, int status, const struc
 		if (a->fenced) {
 			a->fenced = false;
 			log_notice("agent: the cluster is reachable again: resuming units");
-			fetch(a);
+			fetch(a, true);
 		}
 		return;
 	}
@@ -712,6 +793,10 @@ int agent_new(struct ev_loop *loop, struct hcli *http, struct runner *runner,
 	if (!a)
 		return -ENOMEM;
 	a->loop = loop;
+	for (int i = 0; i < 2; i++) {
+		a->wc[i].a = a;
+		a->wc[i].which = i; /* F_UNITS, F_SCHED */
+	}
 	a->http = http;
 	a->runner = runner;
 	a->cfg = *cfg;
