@@ -4,7 +4,9 @@
  * of grace (fleet's issue 1289: a leader change must not make live machines look dead).
  * Placement: the units, machines and current schedule are read from the local store (the leader
  * has applied everything it committed), the scheduler (sched.c: C constraints, then the Lua
- * policy) decides, and only differences are proposed. One batch is in flight at a time. */
+ * policy) decides, and only differences are proposed. One batch is in flight at a time. A plan
+ * runs when its inputs change (maybe_plan) or every 30 s, and places for at most PLAN_BUDGET_NS
+ * so that the loop keeps answering heartbeats and Raft. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -36,6 +38,9 @@ struct live {
 	char *written;   /* canonical JSON of the record in the store (NULL: none) */
 };
 
+/* The directories a plan reads (engine/model.h). */
+enum { IN_UNITS, IN_MACHINES, IN_METADATA, IN_SCHEDULE, IN_N };
+
 struct engine {
 	struct ev_loop *loop;
 	struct store *store;
@@ -62,7 +67,7 @@ struct engine {
 	struct {
 		long n;
 		uint64_t max;
-	} stamp[4];
+	} stamp[IN_N];
 	bool dirty;              /* inputs changed since the last plan */
 	bool absorb_schedule;    /* our own schedule writes applied: not a reason to plan */
 	int64_t next_plan_ns;    /* the periodic pass */
@@ -143,42 +148,6 @@ static int propose_keyf(struct engine *e, enum store_op op, const char *value, c
 	return r;
 }
 
-/* ---- reading the store ---- */
-
-/* The JSON of a directory (recursive), as jansson, or NULL if absent. */
-static json_t *read_dir(struct engine *e, const char *key)
-{
-	struct store_result *res = NULL;
-	json_t *root = NULL;
-
-	if (store_get(e->store, key, true, true, flt_realtime_ns(), &res) == 0 && !res->err_code)
-		root = json_loadb(res->json.data, res->json.len, 0, NULL);
-	store_result_free(res);
-	return root;
-}
-
-/* Calls fn(ctx, last key component, parsed value) for every key directly under `dir`. */
-static void each_child(json_t *dir, void (*fn)(void *ctx, const char *name, json_t *v), void *ctx)
-{
-	json_t *nodes = json_object_get(json_object_get(dir, "node"), "nodes"), *n;
-	size_t i;
-
-	json_array_foreach(nodes, i, n)
-	{
-		const char *key = json_string_value(json_object_get(n, "key"));
-		const char *val = json_string_value(json_object_get(n, "value"));
-		const char *slash = key ? strrchr(key, '/') : NULL;
-		json_t *v;
-
-		if (!slash || !val)
-			continue;
-		v = json_loads(val, 0, NULL);
-		if (v)
-			fn(ctx, slash + 1, v);
-		json_decref(v);
-	}
-}
-
 /* ---- liveness ---- */
 
 /* The live table is sorted by id: a heartbeat from one of thousands of machines finds its
@@ -244,25 +213,25 @@ static void live_clear(struct engine *e)
 	e->nlive = 0;
 }
 
-static void grace_one(void *ctx, const char *name, json_t *v)
+static void grace_one(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
 {
 	struct engine *e = ctx;
-	struct live *l = live_add(e, name);
+	json_t *v = value ? json_loadb(value, len, 0, NULL) : NULL;
+	struct live *l = v ? live_add(e, name) : NULL;
 
+	(void)modified;
 	if (l) {
 		l->seen_ns = flt_monotime_ns();
 		l->written = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
 	}
+	json_decref(v);
 }
 
 /* Leadership gained: every machine in the registry starts with a full TTL. */
 static void became_leader(struct engine *e)
 {
-	json_t *m = read_dir(e, MODEL_MACHINES);
-
 	live_clear(e);
-	each_child(m, grace_one, e);
-	json_decref(m);
+	store_children(e->store, MODEL_MACHINES, grace_one, e);
 	log_info("engine: leading; %zu machines registered, each given %u ms to report", e->nlive,
 	         e->cfg.machine_ttl_ms);
 	e->dirty = true;
@@ -844,8 +813,8 @@ static void barrier_done(void *ctx, int err, const struct store_result *res, uin
 	free(b);
 }
 
-static const char *const input_dirs[4] = {MODEL_UNITS, MODEL_MACHINES, MODEL_METADATA,
-                                          MODEL_SCHEDULE};
+static const char *const input_dirs[IN_N] = {MODEL_UNITS, MODEL_MACHINES, MODEL_METADATA,
+                                             MODEL_SCHEDULE};
 
 static void stamp_cb(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
 {
@@ -876,12 +845,12 @@ static void maybe_plan(struct engine *e, int64_t now)
 	int64_t t0, took;
 
 	if (e->absorb_schedule) {
-		restamp(e, 3); /* MODEL_SCHEDULE */
+		restamp(e, IN_SCHEDULE);
 		e->absorb_schedule = false;
 	}
 	if (store_index(e->store) != e->checked_index) {
 		e->checked_index = store_index(e->store);
-		for (size_t i = 0; i < 4; i++)
+		for (size_t i = 0; i < IN_N; i++)
 			e->dirty |= restamp(e, i);
 	}
 	if ((!e->dirty && now < e->next_plan_ns) || now < e->plan_not_before)
