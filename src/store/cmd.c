@@ -169,8 +169,11 @@ out:
 
 static int snap_node(msgpack_packer *pk, const struct snode *n)
 {
-	for (size_t i = 0; i < n->nkids; i++) {
-		const struct snode *k = n->kids[i];
+	size_t nk;
+	struct snode *const *kids = kids_sorted(n, &nk);
+
+	for (size_t i = 0; i < nk; i++) {
+		const struct snode *k = kids[i];
 		int e = 0;
 
 		e |= msgpack_pack_array(pk, 6);
@@ -188,10 +191,12 @@ static int snap_node(msgpack_packer *pk, const struct snode *n)
 
 static size_t count_nodes(const struct snode *n)
 {
-	size_t c = n->nkids;
+	size_t nk;
+	struct snode *const *kids = kids_sorted(n, &nk); /* snap_node will want them so anyway */
+	size_t c = nk;
 
-	for (size_t i = 0; i < n->nkids; i++)
-		c += count_nodes(n->kids[i]);
+	for (size_t i = 0; i < nk; i++)
+		c += count_nodes(kids[i]);
 	return c;
 }
 

@@ -234,12 +234,14 @@ int json_node(struct buf *out, const struct snode *n, bool kids, bool recursive,
 		return r;
 	if (n->dir && kids) {
 		bool any = false;
+		size_t nk;
+		struct snode *const *k = kids_sorted(n, &nk);
 
-		for (size_t i = 0; i < n->nkids; i++) {
-			if (hidden(n->kids[i]))
+		for (size_t i = 0; i < nk; i++) {
+			if (hidden(k[i]))
 				continue;
 			if ((r = buf_puts(out, any ? "," : ",\"nodes\":[")) < 0 ||
-			    (r = json_node(out, n->kids[i], recursive, recursive, now)) < 0)
+			    (r = json_node(out, k[i], recursive, recursive, now)) < 0)
 				return r;
 			any = true;
 		}

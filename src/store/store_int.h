@@ -11,19 +11,23 @@
 
 #define STORE_NO_HEAP ((size_t)-1)
 
+struct skids; /* a directory's children (store.c) */
+
 struct snode {
 	char *path; /* full cleaned path, "/" for the root; owned */
 	size_t path_len;
 	const char *name; /* last component, inside path */
 	struct snode *parent;
 	bool dir;
-	char *value; /* owned, NUL-terminated, may contain NULs (value_len) */
+	uint32_t kid_pos; /* index in the parent's children array (store.c), in dir's padding */
+	char *value;      /* owned, NUL-terminated, may contain NULs (value_len) */
 	size_t value_len;
 	uint64_t created, modified;
-	int64_t expire_ns;   /* 0 = permanent */
-	size_t heap_pos;     /* position in the TTL heap or STORE_NO_HEAP */
-	struct snode **kids; /* sorted by name (bytewise) */
-	size_t nkids, kcap;
+	int64_t expire_ns; /* 0 = permanent */
+	size_t heap_pos;   /* position in the TTL heap or STORE_NO_HEAP */
+	/* Children, NULL until a directory gets its first one; behind a pointer so that leaves
+	 * (most nodes) do not carry a directory's bookkeeping. Read them with kids_sorted(). */
+	struct skids *kids;
 };
 
 enum store_action {
@@ -100,6 +104,13 @@ int json_node_close(struct buf *out, uint64_t modified, uint64_t created);
  * for; Repr only when recursive); children are rendered as Repr(recursive), hidden ones left
  * out, sorted by name. kids=false, recursive=false is etcd's prevNode. */
 int json_node(struct buf *out, const struct snode *n, bool kids, bool recursive, int64_t now);
+
+/* store.c: the children of directory `d` in name order (bytewise, a name before the longer
+ * names it begins), *ret_n of them, NULL if none. The array is borrowed until d's children next
+ * change. Children are kept in order lazily, so this may reorder them first: O(n + k log k) if k
+ * were added or some removed since the last call, else O(1). It never fails (without memory for
+ * the merge it sorts in place) and changes nothing a reader can observe, hence the const `d`. */
+struct snode *const *kids_sorted(const struct snode *d, size_t *ret_n);
 
 /* store.c, for the snapshot loader in cmd.c: build a tree aside, then swap it in. */
 struct tree_heap {

@@ -1,10 +1,12 @@
 /* Unit tests of the store: every etcd v2 action and error path with the exact JSON etcd writes
  * (fixtures/etcd-v2 shapes), TTL expiry at the entry's time, in-order keys, hidden keys, the watch
- * hub and its history, snapshots, command decoding of garbage, and Go-compatible JSON. */
+ * hub and its history, snapshots, command decoding of garbage, and Go-compatible JSON; directories
+ * with thousands of children checked against a model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -513,11 +515,34 @@ static void test_watch_history(void **st)
 
 /* ---------------------------------------------------------------- snapshots and codecs */
 
+/* Save `s`, load the snapshot into a new store (returned; the bytes in *snap): at `now` it must
+ * list the same and save to the same bytes. */
+static struct store *snapshot_copy(struct store *s, struct buf *snap)
+{
+	struct buf snap2 = BUF_INIT;
+	struct store_result *r1, *r2;
+	struct store *s2;
+
+	assert_int_equal(store_snapshot_save(s, snap), 0);
+	assert_int_equal(store_new(&s2), 0);
+	assert_int_equal(store_snapshot_load(s2, snap->data, snap->len), 0);
+	assert_int_equal(store_get(s, "/", true, true, now, &r1), 0);
+	assert_int_equal(store_get(s2, "/", true, true, now, &r2), 0);
+	assert_string_equal(r1->json.data, r2->json.data);
+	store_result_free(r1);
+	store_result_free(r2);
+	assert_int_equal(store_snapshot_save(s2, &snap2), 0);
+	assert_int_equal(snap->len, snap2.len);
+	assert_memory_equal(snap->data, snap2.data, snap->len);
+	buf_release(&snap2);
+	return s2;
+}
+
 static void test_snapshot(void **st)
 {
 	struct store *s = *st, *s2;
-	struct buf snap = BUF_INIT, snap2 = BUF_INIT;
-	struct store_result *r1, *r2;
+	struct buf snap = BUF_INIT;
+	struct store_result *r2;
 	static const char *const garbage[] = {"", "\x90", "\xc1",
 	                                      "\x94\xa3"
 	                                      "abc\x01\x01\x90",
@@ -528,19 +553,9 @@ static void test_snapshot(void **st)
 	store_result_free(PUT(s, .key = "/t", .value = "x", .ttl = 10));
 	store_result_free(PUT(s, .key = "/e", .dir = true, .ttl = 20));
 	store_result_free(POST(s, .key = "/q", .value = "j"));
-	assert_int_equal(store_snapshot_save(s, &snap), 0);
-	assert_int_equal(store_new(&s2), 0);
-	assert_int_equal(store_snapshot_load(s2, snap.data, snap.len), 0);
+	s2 = snapshot_copy(s, &snap);
 	assert_int_equal(store_index(s2), store_index(s));
 	assert_int_equal(store_next_expiry(s2), store_next_expiry(s));
-	assert_int_equal(store_get(s, "/", true, true, now, &r1), 0);
-	assert_int_equal(store_get(s2, "/", true, true, now, &r2), 0);
-	assert_string_equal(r1->json.data, r2->json.data);
-	store_result_free(r1);
-	store_result_free(r2);
-	assert_int_equal(store_snapshot_save(s2, &snap2), 0);
-	assert_int_equal(snap.len, snap2.len);
-	assert_memory_equal(snap.data, snap2.data, snap.len);
 
 	/* garbage and truncations fail cleanly and leave the store as it was */
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++)
@@ -590,7 +605,6 @@ static void test_snapshot(void **st)
 	assert_int_equal(store_index(s2), store_index(s) + 1);
 	store_free(s2);
 	buf_release(&snap);
-	buf_release(&snap2);
 }
 
 static void test_cmd_garbage(void **st)
@@ -629,6 +643,270 @@ static void test_cmd_garbage(void **st)
 	buf_release(&k);
 	buf_release(&v);
 	buf_release(&pv);
+}
+
+/* ---------------------------------------------------------------- many children */
+
+/* A directory keeps its children hashed and sorts them only when they are listed: these check
+ * every way they come out (store_children, JSON listings, snapshots, lookups) against a model,
+ * across the size where the hash index is built and dropped. */
+
+/* A fixed-seed LCG: the same "random" order on every run. */
+static uint32_t lcg(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 8;
+}
+
+struct names {
+	size_t n, cap;
+	char **v;
+};
+
+static void names_free(struct names *nm)
+{
+	for (size_t i = 0; i < nm->n; i++)
+		free(nm->v[i]);
+	free(nm->v);
+	memset(nm, 0, sizeof(*nm));
+}
+
+static void collect(void *ctx, const char *name, const char *value, size_t len, uint64_t modified)
+{
+	struct names *nm = ctx;
+
+	(void)modified;
+	/* every child here has its own name as value */
+	assert_non_null(value);
+	assert_int_equal(len, strlen(name));
+	assert_memory_equal(value, name, len);
+	if (nm->n == nm->cap) {
+		nm->cap = nm->cap ? 2 * nm->cap : 64;
+		nm->v = realloc(nm->v, nm->cap * sizeof(*nm->v));
+		assert_non_null(nm->v);
+	}
+	nm->v[nm->n] = strdup(name);
+	assert_non_null(nm->v[nm->n]);
+	nm->n++;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	/* strcmp orders NUL-free names as the store does: bytewise, a prefix first */
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void put_kid(struct store *s, const char *dir, unsigned i)
+{
+	char key[64], name[16];
+	struct store_result *r;
+
+	snprintf(name, sizeof(name), "%u", i);
+	snprintf(key, sizeof(key), "%s/%s", dir, name);
+	r = PUT(s, .key = key, .value = name);
+	assert_int_equal(r->err_code, 0);
+	store_result_free(r);
+}
+
+static void del_kid(struct store *s, const char *dir, unsigned i)
+{
+	char key[64];
+	struct store_result *r;
+
+	snprintf(key, sizeof(key), "%s/%u", dir, i);
+	r = DEL(s, .key = key);
+	assert_int_equal(r->err_code, 0);
+	store_result_free(r);
+}
+
+/* The children of `dir` are exactly the decimal names i with have[i], in name order; checked
+ * through store_children and, with `json`, in the JSON listing too. */
+static void check_kids(struct store *s, const char *dir, const bool *have, unsigned pool, bool json)
+{
+	struct names want = {0}, got = {0};
+	char name[16];
+
+	for (unsigned i = 0; i < pool; i++) {
+		if (!have[i])
+			continue;
+		snprintf(name, sizeof(name), "%u", i);
+		collect(&want, name, name, strlen(name), 0);
+	}
+	if (want.n)
+		qsort(want.v, want.n, sizeof(*want.v), cmp_str);
+	assert_int_equal(store_children(s, dir, collect, &got), (long)want.n);
+	assert_int_equal(got.n, want.n);
+	for (size_t i = 0; i < want.n; i++)
+		assert_string_equal(got.v[i], want.v[i]);
+	if (json) {
+		struct store_result *r;
+		struct buf needle = BUF_INIT;
+		const char *p;
+		size_t keys = 0;
+
+		assert_int_equal(store_get(s, dir, false, true, now, &r), 0);
+		assert_int_equal(r->err_code, 0);
+		/* each one after the one before; and no others (the dir's own key aside) */
+		p = r->json.data;
+		for (size_t i = 0; i < want.n; i++) {
+			buf_clear(&needle);
+			assert_true(buf_printf(&needle, "{\"key\":\"%s/%s\",\"value\":\"%s\"", dir,
+			                       want.v[i], want.v[i]) >= 0);
+			p = strstr(p, needle.data);
+			assert_non_null(p);
+			p += needle.len;
+		}
+		for (p = r->json.data; (p = strstr(p, "\"key\":")); p++)
+			keys++;
+		assert_int_equal(keys, want.n + 1);
+		buf_release(&needle);
+		store_result_free(r);
+	}
+	names_free(&want);
+	names_free(&got);
+}
+
+/* Each name of the pool is found by a GET, or is not found, as the model says. */
+static void check_lookups(struct store *s, const char *dir, const bool *have, unsigned pool)
+{
+	char key[64], val[16];
+
+	for (unsigned i = 0; i < pool; i++) {
+		struct store_result *r;
+
+		snprintf(key, sizeof(key), "%s/%u", dir, i);
+		snprintf(val, sizeof(val), "\"value\":\"%u\"", i);
+		assert_int_equal(store_get(s, key, false, true, now, &r), 0);
+		if (have[i]) {
+			assert_int_equal(r->err_code, 0);
+			assert_non_null(strstr(r->json.data, val));
+		} else {
+			assert_int_equal(r->err_code, STORE_EKEYNOTFOUND);
+		}
+		store_result_free(r);
+	}
+}
+
+#define MANY 5000
+
+static void test_many_children(void **st)
+{
+	struct store *s = *st, *s2;
+	static unsigned order[MANY];
+	static bool have[MANY];
+	uint32_t seed = 20261124;
+	struct buf snap = BUF_INIT;
+	struct seen a = {0};
+	struct store_watch *w;
+
+	memset(have, 0, sizeof(have));
+	for (unsigned i = 0; i < MANY; i++)
+		order[i] = i;
+	for (unsigned i = MANY - 1; i > 0; i--) {
+		unsigned j = lcg(&seed) % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	/* shuffled in, listed now and then: the new ones merge into an already sorted front */
+	for (unsigned i = 0; i < MANY; i++) {
+		put_kid(s, "/many", order[i]);
+		have[order[i]] = true;
+		if (i % 997 == 0)
+			check_kids(s, "/many", have, MANY, false);
+	}
+	check_kids(s, "/many", have, MANY, true);
+	check_lookups(s, "/many", have, MANY);
+
+	/* every third one goes, in the shuffled order */
+	for (unsigned i = 0; i < MANY; i += 3) {
+		del_kid(s, "/many", order[i]);
+		have[order[i]] = false;
+		if (i % 1500 == 0)
+			check_kids(s, "/many", have, MANY, false);
+	}
+	check_kids(s, "/many", have, MANY, true);
+	check_lookups(s, "/many", have, MANY);
+	expect(DEL(s, .key = "/many", .dir = true), 403,
+	       "{\"errorCode\":108,\"message\":\"Directory not empty\",\"cause\":\"/many\","
+	       "\"index\":6667}\n");
+
+	/* and comes back, some listed in between, some set twice (a replace) */
+	for (unsigned i = 0; i < MANY; i += 3) {
+		put_kid(s, "/many", order[i]);
+		have[order[i]] = true;
+		if (i % 9 == 0)
+			put_kid(s, "/many", order[i]);
+		if (i % 2001 == 0)
+			check_kids(s, "/many", have, MANY, false);
+	}
+	check_kids(s, "/many", have, MANY, true);
+	check_lookups(s, "/many", have, MANY);
+
+	/* a snapshot writes them in order and a loaded one lists them the same */
+	store_result_free(PUT(s, .key = "/many2/x", .value = "y"));
+	s2 = snapshot_copy(s, &snap);
+	check_kids(s2, "/many", have, MANY, true);
+	check_lookups(s2, "/many", have, MANY);
+	store_free(s2);
+	buf_release(&snap);
+
+	/* a recursive delete reaches the watcher of one child and leaves nothing behind */
+	w = watch(s, "/many/4999", false, false, 0, &a);
+	store_result_free(DEL(s, .key = "/many", .recursive = true));
+	assert_int_equal(a.n, 1);
+	assert_non_null(strstr(a.json[0], "{\"action\":\"delete\",\"node\":{\"key\":\"/many\""));
+	store_watch_free(w);
+	expect_get(s, "/many/1", false, 404,
+	           "{\"errorCode\":100,\"message\":\"Key not found\",\"cause\":\"/many\","
+	           "\"index\":8892}\n");
+	assert_int_equal(store_children(s, "/", NULL, NULL), 1);
+}
+
+/* Random creates, replaces and deletes over a pool of names, in phases that grow and then
+ * empty the directory, so it crosses the size of the hash index up and down many times. */
+static void churn(struct store *s, unsigned pool, unsigned steps, unsigned phase,
+                  unsigned check_every)
+{
+	bool *have = calloc(pool, sizeof(*have));
+	uint32_t seed = pool;
+
+	assert_non_null(have);
+	for (unsigned step = 0; step < steps; step++) {
+		bool growing = (step / phase) % 2 == 0;
+		unsigned i = lcg(&seed) % pool;
+		bool add = lcg(&seed) % 100 < (growing ? 85u : 15u);
+
+		if (add) {
+			put_kid(s, "/c", i); /* a replace if it is there */
+			have[i] = true;
+		} else if (have[i]) {
+			del_kid(s, "/c", i);
+			have[i] = false;
+		}
+		if (step % check_every == 0)
+			check_kids(s, "/c", have, pool, step % (10 * check_every) == 0);
+	}
+	check_kids(s, "/c", have, pool, true);
+	check_lookups(s, "/c", have, pool);
+	for (unsigned i = 0; i < pool; i++) {
+		if (have[i])
+			del_kid(s, "/c", i);
+		have[i] = false;
+	}
+	check_kids(s, "/c", have, pool, true);
+	store_result_free(DEL(s, .key = "/c", .dir = true)); /* empty now */
+	assert_int_equal(store_children(s, "/c", NULL, NULL), -STORE_EKEYNOTFOUND);
+	free(have);
+}
+
+static void test_children_churn(void **st)
+{
+	struct store *s = *st;
+
+	churn(s, 40, 4000, 150, 1);         /* around the index threshold, listed at every step */
+	churn(s, 2000, 16000, 4000, 400);   /* the index grows, shrinks and goes */
+	churn(s, 2000, 16000, 4000, 16000); /* never listed: holes are closed by adds */
 }
 
 /* ---------------------------------------------------------------- JSON and helpers */
@@ -776,6 +1054,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_watch_history, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cmd_garbage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_children, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_children_churn, setup, teardown),
 	    cmocka_unit_test(test_json_string),
 	    cmocka_unit_test(test_json_time_and_paths),
 	    cmocka_unit_test_setup_teardown(test_errors_stats_novalue, setup, teardown),
