@@ -1298,6 +1298,19 @@ int peer_send(struct peer_transport *t, uint64_t to, enum peer_lane lane, const 
 	return 0;
 }
 
+void peer_flush(struct peer_transport *t)
+{
+	for (struct peer *p = t->peers; p; p = p->next)
+		for (int l = 0; l < PEER_LANES; l++) {
+			struct outconn *o = &p->out[l];
+
+			/* Errors are left to the write watcher, which is still armed and reports
+			 * them with the connection's usual failure handling. */
+			if (o->state == OUT_UP && out_pending(o) && out_flush(o) == 0)
+				stream_want(&o->st, true, out_pending(o));
+		}
+}
+
 int peer_get_stats(const struct peer_transport *t, uint64_t id, struct peer_stats *ret_stats)
 {
 	const struct peer *p = find_peer(t, id);

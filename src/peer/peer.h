@@ -153,6 +153,11 @@ int peer_remove(struct peer_transport *t, uint64_t id);
 int peer_send(struct peer_transport *t, uint64_t to, enum peer_lane lane, const void *frame,
               size_t len);
 
+/* Write what is queued on every lane now, as far as the kernel takes it, instead of when the loop
+ * next polls: for a caller about to block (a leader's fdatasync, thesis 10.2.1) that wants its
+ * frames travelling meanwhile. What does not fit stays queued; errors surface later, as usual. */
+void peer_flush(struct peer_transport *t);
+
 /* Counters of member `id` into *ret_stats. Returns 0 or -ENOENT. */
 int peer_get_stats(const struct peer_transport *t, uint64_t id, struct peer_stats *ret_stats);
 

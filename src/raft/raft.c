@@ -873,16 +873,17 @@ int raft_restore(struct raft *r, const struct raft_persisted *p)
 	commit = p->hs.commit > p->snap.index ? p->hs.commit : p->snap.index;
 	if (commit > last || p->applied < p->snap.index || p->applied > commit)
 		return FLT_EINVAL;
-	if (p->snap.len) {
+	if (p->snap.len && !p->snap_borrowed) {
 		copy = rmalloc(r, p->snap.len);
 		if (!copy)
 			return -ENOMEM;
 		memcpy(copy, p->snap.data, p->snap.len);
 	}
 	raft_free_entries(r, 0);
-	rfree(r, r->snap_data);
-	r->snap_data = copy;
+	raft_snap_release(r);
+	r->snap_data = p->snap_borrowed ? p->snap.data : copy;
 	r->snap_len = p->snap.len;
+	r->snap_borrowed = p->snap_borrowed;
 	r->snap_index = p->snap.index;
 	r->snap_term = p->snap.term;
 	r->snap_conf = p->snap.conf;
@@ -914,7 +915,7 @@ void raft_free(struct raft *r)
 		msg_release(r, &r->msgs[i]);
 	raft_free_entries(r, 0);
 	rfree(r, r->log);
-	rfree(r, r->snap_data);
+	raft_snap_release(r);
 	rfree(r, r->in_buf);
 	rfree(r, r->msgs);
 	rfree(r, r->rstates);

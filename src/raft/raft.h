@@ -16,7 +16,12 @@
  *             raft_ready(r, &rd);
  *             1. persist rd.snapshot (if any), then rd.entries, then rd.hs (if rd.hs_changed),
  *                ONE fdatasync for all of it;
- *             2. send rd.msgs (only now: Raft answers only from durable state);
+ *             2. send rd.msgs (only now: Raft answers only from durable state) -- except on a
+ *                leader (raft_role() == RAFT_LEADER after raft_ready), which may send them
+ *                before step 1 so that followers write while it writes (thesis 10.2.1): its
+ *                messages vouch for nothing it has not already persisted (its term and vote
+ *                were durable before it could win), and the core counts the leader's own
+ *                entries towards commitment only from raft_advance;
  *             3. install rd.snapshot into the state machine, then apply rd.committed in order;
  *                answer rd.reads once the applied index reaches each read's index;
  *             4. raft_advance(r, &rd);
@@ -218,6 +223,7 @@ struct raft_persisted {
 	const struct raft_entry *entries; /* contiguous from snap.index + 1; borrowed (copied) */
 	size_t n_entries;
 	uint64_t applied; /* already applied to the state machine (>= snap.index, <= hs.commit) */
+	bool snap_borrowed; /* keep snap.data without copying it, as raft_compact_borrow does */
 };
 /* Replace the state with what was persisted; call right after raft_new, before anything else.
  * Entries (applied, hs.commit] come back as committed in the next ready. Returns 0, -ENOMEM,
@@ -265,6 +271,14 @@ int raft_transfer_leadership(struct raft *r, uint64_t to);
  * The I/O side persists it itself (snap_save + wal_compact). Returns 0, FLT_EINVAL (index beyond
  * applied or not after the current snapshot), -ENOMEM. */
 int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len);
+/* raft_compact without the copy (for a snapshot mapped from its file): `data` is borrowed and
+ * must stay valid and unchanged until the core lets go of it, which is at the next
+ * raft_compact / raft_compact_borrow, when a snapshot received from the leader installs (the
+ * ready that carries it), at raft_restore or raft_free. Same returns, never -ENOMEM. */
+int raft_compact_borrow(struct raft *r, uint64_t index, const void *data, size_t len);
+/* The configuration as of `index` (snapshot index <= index <= last index): what a snapshot
+ * taken at `index` records. 0 or FLT_EINVAL. */
+int raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *ret);
 
 struct raft_ready {
 	bool hs_changed;

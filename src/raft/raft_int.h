@@ -59,8 +59,9 @@ struct raft {
 	uint64_t stable; /* last index the I/O side persisted */
 	uint64_t snap_index, snap_term;
 	struct raft_conf snap_conf;
-	void *snap_data; /* bytes of the snapshot at snap_index, if we have them */
+	const void *snap_data; /* bytes of the snapshot at snap_index, if we have them */
 	size_t snap_len;
+	bool snap_borrowed; /* snap_data belongs to the I/O side (raft_compact_borrow) */
 	bool snap_install; /* a received snapshot waits in the next ready */
 	struct raft_snapshot ready_snap;
 
@@ -213,6 +214,8 @@ int raft_log_push(struct raft *r, uint64_t term, uint8_t type, const void *data,
 uint64_t raft_find_conflict_by_term(const struct raft *r, uint64_t index, uint64_t term);
 /* Replace the log by the snapshot fully received in r->in_buf (takes it over). */
 void raft_install_snapshot(struct raft *r);
+/* Let go of the snapshot bytes (freed if they are ours). */
+void raft_snap_release(struct raft *r);
 
 /* ---- raft_repl.c: the leader's side ---- */
 

@@ -170,7 +170,7 @@ void raft_install_snapshot(struct raft *r)
 {
 	TRACE(r, "install snapshot", r->in_index, r->in_term);
 	raft_free_entries(r, 0);
-	rfree(r, r->snap_data);
+	raft_snap_release(r);
 	r->snap_index = r->in_index;
 	r->snap_term = r->in_term;
 	r->snap_conf = r->in_conf;
@@ -185,12 +185,53 @@ void raft_install_snapshot(struct raft *r)
 	raft_recompute_conf(r);
 }
 
+void raft_snap_release(struct raft *r)
+{
+	if (!r->snap_borrowed)
+		rfree(r, (void *)r->snap_data);
+	r->snap_data = NULL;
+	r->snap_len = 0;
+	r->snap_borrowed = false;
+}
+
+int raft_conf_at(const struct raft *r, uint64_t index, struct raft_conf *ret)
+{
+	if (index < r->snap_index || index > r->snap_index + r->log_n)
+		return FLT_EINVAL;
+	for (size_t i = (size_t)(index - r->snap_index); i-- > 0;)
+		if (r->log[i].type == RAFT_ENTRY_CONF &&
+		    raft_conf_decode(r->log[i].data, r->log[i].len, ret) == 0)
+			return 0;
+	*ret = r->snap_conf;
+	return 0;
+}
+
+/* Drop the log up to `index` and take `data` as the snapshot there (ours to free unless
+ * `borrowed`). */
+static void compact(struct raft *r, uint64_t index, const void *data, size_t len, bool borrowed)
+{
+	struct raft_conf c;
+	uint64_t term = term_at(r, index);
+	size_t drop = (size_t)(index - r->snap_index);
+
+	raft_conf_at(r, index, &c);
+	for (size_t i = 0; i < drop; i++)
+		rfree(r, (void *)r->log[i].data);
+	memmove(r->log, r->log + drop, (r->log_n - drop) * sizeof(*r->log));
+	r->log_n -= drop;
+	r->snap_index = index;
+	r->snap_term = term;
+	r->snap_conf = c;
+	raft_snap_release(r);
+	r->snap_data = data;
+	r->snap_len = len;
+	r->snap_borrowed = borrowed;
+	TRACE(r, "compacted", index, term);
+}
+
 int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
 {
-	struct raft_conf c = r->snap_conf;
 	void *copy = NULL;
-	uint64_t term;
-	size_t drop;
 
 	if (index <= r->snap_index || index > r->applied)
 		return FLT_EINVAL;
@@ -200,21 +241,14 @@ int raft_compact(struct raft *r, uint64_t index, const void *data, size_t len)
 			return -ENOMEM;
 		memcpy(copy, data, len);
 	}
-	term = term_at(r, index);
-	drop = (size_t)(index - r->snap_index);
-	for (size_t i = 0; i < drop; i++) {
-		if (r->log[i].type == RAFT_ENTRY_CONF)
-			raft_conf_decode(r->log[i].data, r->log[i].len, &c);
-		rfree(r, (void *)r->log[i].data);
-	}
-	memmove(r->log, r->log + drop, (r->log_n - drop) * sizeof(*r->log));
-	r->log_n -= drop;
-	r->snap_index = index;
-	r->snap_term = term;
-	r->snap_conf = c;
-	rfree(r, r->snap_data);
-	r->snap_data = copy;
-	r->snap_len = len;
-	TRACE(r, "compacted", index, term);
+	compact(r, index, copy, len, false);
+	return 0;
+}
+
+int raft_compact_borrow(struct raft *r, uint64_t index, const void *data, size_t len)
+{
+	if (index <= r->snap_index || index > r->applied)
+		return FLT_EINVAL;
+	compact(r, index, data, len, true);
 	return 0;
 }

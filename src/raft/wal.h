@@ -126,6 +126,24 @@ int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, 
  * format version, -errno. Out params are written only when it returns 1. */
 int snap_load_latest_conf(const char *dir, uint64_t *ret_index, uint64_t *ret_term,
                           struct buf *ret_conf, struct buf *out, char *err, size_t errlen);
+/* The newest valid snapshot file, mapped read-only and checked as snap_load_latest_conf checks
+ * it; conf and data point into the mapping, which the caller releases with snap_unmap. Same
+ * returns (1, 0, FLT_ECORRUPT, FLT_EVERSION, -errno); *ret written only when it returns 1.
+ * Without `check_crc` the checksum is not computed (nor the file read): for a file this process
+ * just made durable itself. */
+struct snap_map {
+	void *base;
+	size_t size;
+	uint64_t index, term;
+	const void *conf, *data;
+	size_t conf_len, len;
+};
+int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char *err,
+                    size_t errlen);
+/* Unmap (accepts a zeroed struct) and zero. */
+void snap_unmap(struct snap_map *m);
+/* Take the mapping's pages out of the process's resident set; the bytes stay readable. */
+void snap_map_drop_pages(const struct snap_map *m);
 /* snap_load_latest_conf without the conf. */
 int snap_load_latest(const char *dir, uint64_t *ret_index, uint64_t *ret_term, struct buf *out,
                      char *err, size_t errlen);

@@ -555,6 +555,7 @@ static void maybe_compact(struct sim *s, struct node *nd)
 static void handle_ready(struct sim *s, struct node *nd, bool calm)
 {
 	struct raft_ready rd;
+	bool send_first;
 	int guard = 0;
 
 	while (nd->r && raft_has_ready(nd->r)) {
@@ -566,6 +567,12 @@ static void handle_ready(struct sim *s, struct node *nd, bool calm)
 			failf(s, "raft_ready failed");
 			return;
 		}
+		/* As the daemon does: a leader sends before it writes (raft.h, thesis 10.2.1),
+		 * so the crash below may lose entries the followers already have. */
+		send_first = raft_role(nd->r) == RAFT_LEADER;
+		if (send_first)
+			for (size_t i = 0; i < rd.n_msgs; i++)
+				send_msg(s, &rd.msgs[i]);
 		if (!calm && chance(3)) { /* crash before the write reached the disk */
 			raft_advance(nd->r, &rd);
 			crash(s, nd);
@@ -584,7 +591,7 @@ static void handle_ready(struct sim *s, struct node *nd, bool calm)
 			crash(s, nd);
 			return;
 		}
-		for (size_t i = 0; i < rd.n_msgs; i++)
+		for (size_t i = 0; !send_first && i < rd.n_msgs; i++)
 			send_msg(s, &rd.msgs[i]);
 		if (rd.snapshot)
 			load_snapshot(s, nd, rd.snapshot->index, rd.snapshot->data,

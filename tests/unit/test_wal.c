@@ -3,11 +3,13 @@
  * compaction, snapshots, and the crc32c implementations against known vectors. Each test works in
  * its own mktemp -d directory. */
 #include "raft/wal.h"
+#include "snapwriter.h"
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/err.h"
 
 #include <dirent.h>
+#include <ev.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -1585,6 +1588,139 @@ static void snap_fix_crc(const char *path)
 }
 
 /* The configuration travels with the snapshot; version 1 files (before it did) still load. */
+/* ---- the snapshot writer (a forked child) and mapped snapshots ---- */
+
+struct snapw_seen {
+	int calls;
+	uint64_t index, term;
+	int result;
+};
+
+static void snapw_seen_cb(void *ctx, uint64_t index, uint64_t term, int result)
+{
+	struct snapw_seen *s = ctx;
+
+	s->calls++;
+	s->index = index;
+	s->term = term;
+	s->result = result;
+}
+
+static int serialize_ok(void *ctx, struct buf *out)
+{
+	return buf_puts(out, ctx);
+}
+
+static int serialize_fail(void *ctx, struct buf *out)
+{
+	(void)ctx;
+	(void)out;
+	return -ENOSPC;
+}
+
+static int serialize_hang(void *ctx, struct buf *out)
+{
+	(void)ctx;
+	(void)out;
+	pause(); /* until killed */
+	return 0;
+}
+
+/* Run the loop until the writer reported or 10 s passed. */
+static void wait_written(struct ev_loop *loop, struct snapw *w, struct snapw_seen *s)
+{
+	for (int i = 0; i < 1000 && !s->calls; i++) {
+		ev_run(loop, EVRUN_NOWAIT);
+		if (!s->calls)
+			usleep(10000);
+	}
+	assert_int_equal(s->calls, 1);
+	assert_false(snapw_busy(w));
+}
+
+static void test_snapshot_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	const unsigned char cf[] = {1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0};
+	struct snapw_seen seen = {0};
+	struct snap_map m;
+	struct snapw *w;
+	char err[512] = "";
+
+	assert_non_null(loop);
+	assert_int_equal(snapw_new(loop, f->snap, snapw_seen_cb, &seen, &w), 0);
+	assert_false(snapw_busy(w));
+
+	/* Written by the child, durable and readable when the callback says 0. */
+	assert_int_equal(snapw_start(w, 40, 3, cf, sizeof(cf), serialize_ok, "the state"), 0);
+	assert_true(snapw_busy(w));
+	assert_int_equal(snapw_start(w, 41, 3, cf, sizeof(cf), serialize_ok, "x"), -EBUSY);
+	wait_written(loop, w, &seen);
+	assert_int_equal(seen.result, 0);
+	assert_int_equal(seen.index, 40);
+	assert_int_equal(seen.term, 3);
+	for (int crc = 0; crc < 2; crc++) {
+		assert_int_equal(snap_map_latest(f->snap, crc, &m, err, sizeof(err)), 1);
+		assert_int_equal(m.index, 40);
+		assert_int_equal(m.term, 3);
+		assert_int_equal(m.conf_len, sizeof(cf));
+		assert_memory_equal(m.conf, cf, sizeof(cf));
+		assert_int_equal(m.len, 9);
+		assert_memory_equal(m.data, "the state", 9);
+		snap_map_drop_pages(&m);
+		assert_memory_equal(m.data, "the state", 9); /* still readable */
+		snap_unmap(&m);
+		assert_null(m.base);
+	}
+
+	/* A failure in the child comes back as its error; nothing new on disk. */
+	seen = (struct snapw_seen){0};
+	assert_int_equal(snapw_start(w, 50, 3, cf, sizeof(cf), serialize_fail, NULL), 0);
+	wait_written(loop, w, &seen);
+	assert_int_equal(seen.result, -ENOSPC);
+	assert_int_equal(seen.index, 50);
+	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), 1);
+	assert_int_equal(m.index, 40);
+	snap_unmap(&m);
+
+	/* Cancelled: killed and reaped at once, the callback never comes. */
+	seen = (struct snapw_seen){0};
+	assert_int_equal(snapw_start(w, 60, 3, cf, sizeof(cf), serialize_hang, NULL), 0);
+	snapw_cancel(w);
+	assert_false(snapw_busy(w));
+	ev_run(loop, EVRUN_NOWAIT);
+	assert_int_equal(seen.calls, 0);
+
+	/* Freed while a child runs: the child goes too (no zombie left: waitpid says so). */
+	assert_int_equal(snapw_start(w, 70, 3, cf, sizeof(cf), serialize_hang, NULL), 0);
+	snapw_free(w);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	ev_loop_destroy(loop);
+}
+
+static void test_snapshot_map_checks(void **state)
+{
+	struct fixture *f = *state;
+	struct snap_map m;
+	char err[512] = "", *path;
+	int fd;
+
+	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), 0);
+	assert_int_equal(snap_save(f->snap, 5, 1, "abcdef", 6), 0);
+	/* Flip one data byte: the checked mapping refuses it, naming the file. */
+	path = dir_path(f->snap, "0000000000000001-0000000000000005.snap");
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "X", 1, 32 + 2), 1);
+	close(fd);
+	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), FLT_ECORRUPT);
+	assert_non_null(strstr(err, "checksum mismatch"));
+	assert_non_null(strstr(err, path));
+	free(path);
+}
+
 static void test_snapshot_conf(void **state)
 {
 	struct fixture *f = *state;
@@ -1749,6 +1885,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_compaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reset_corrupt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_conf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_map_checks, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
