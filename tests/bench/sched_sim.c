@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 
 #include "http/client.h"
+#include "util/err.h"
 #include "util/util.h"
 
 static struct ev_loop *loop;
@@ -39,13 +40,14 @@ static void hb_done(void *ctx, int err, const char *msg, int status, const struc
 {
 	struct machine *m = ctx;
 
-	(void)msg;
 	(void)body;
 	m->in_flight = false;
 	hb_in_flight--;
-	if (err || status != 204)
-		hb_failed++;
-	else
+	if (err || status != 204) {
+		if (!hb_failed++)
+			fprintf(stderr, "sched_sim: a heartbeat failed: %s (status %d)\n",
+			        err ? (msg ? msg : flt_strerror(err)) : "unexpected answer", status);
+	} else
 		m->ok++;
 }
 

@@ -13,8 +13,13 @@ from urllib.parse import urlparse
 def main():
     url = sys.argv[1].rstrip("/")
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
+    # one socket per watcher: raise the soft limit, and say so when the hard one is too low
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n + 100)), hard))
+    if hard != resource.RLIM_INFINITY and hard < n + 100:
+        sys.exit("%d watchers need %d file descriptors; the hard limit (ulimit -Hn) is %d"
+                 % (n, n + 100, hard))
+    if soft != resource.RLIM_INFINITY and soft < n + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, hard))
     u = urlparse(url)
     key = "/v2/keys/bench-watch-%d" % int(time.time() * 1000)
     req = ("GET %s?wait=true HTTP/1.1\r\nHost: x\r\n\r\n" % key).encode()
