@@ -1112,6 +1112,7 @@ static int open_log(struct node *n, const struct node_config *cfg, struct raft_c
 	struct snap_map snap = {0};
 	char err[512] = "";
 	uint64_t sidx = 0, sterm = 0;
+	int64_t t0 = flt_monotime_ns(), t_snap, t_wal;
 	int r;
 
 	r = snap_map_latest(n->snap_dir, true, &snap, err, sizeof(err));
@@ -1130,6 +1131,7 @@ static int open_log(struct node *n, const struct node_config *cfg, struct raft_c
 		}
 		n->snap_index = n->applied = sidx;
 	}
+	t_snap = flt_monotime_ns();
 	memset(&rec, 0, sizeof(rec));
 	r = wal_open(n->wal_dir, sidx, replay_cb, &rc, &rec, &n->wal);
 	if (r < 0) {
@@ -1137,6 +1139,7 @@ static int open_log(struct node *n, const struct node_config *cfg, struct raft_c
 		          rec.error[0] ? rec.error : flt_strerror(r));
 		goto out;
 	}
+	t_wal = flt_monotime_ns();
 	if (rec.truncated_tail)
 		log_warn("the WAL in '%s' ended in a torn record (a write cut short by a crash): "
 		         "truncated it after index %llu",
@@ -1205,9 +1208,11 @@ static int open_log(struct node *n, const struct node_config *cfg, struct raft_c
 		snap_map_drop_pages(&n->snap_map);
 	}
 	if (r >= 0)
-		log_info("recovered: snapshot index %llu, log up to %llu, term %llu, commit %llu",
+		log_info("recovered: snapshot index %llu, log up to %llu, term %llu, commit %llu "
+		         "(snapshot %lld ms, WAL %lld ms)",
 		         (unsigned long long)sidx, (unsigned long long)(sidx + rc.n),
-		         (unsigned long long)p.hs.term, (unsigned long long)p.hs.commit);
+		         (unsigned long long)p.hs.term, (unsigned long long)p.hs.commit,
+		         (long long)(t_snap - t0) / 1000000, (long long)(t_wal - t_snap) / 1000000);
 out:
 	free(rc.ents);
 	free(rc.offs);

@@ -23,7 +23,7 @@ typedef void (*snapw_done_fn)(void *ctx, uint64_t index, uint64_t term, int resu
 /* `dir` is copied. Returns 0 or -ENOMEM. */
 int snapw_new(struct ev_loop *loop, const char *dir, snapw_done_fn done, void *ctx,
               struct snapw **ret);
-/* Cancels a running child (accepts NULL). */
+/* A running child gets up to 10 s to finish (done is called), then it is killed. Accepts NULL. */
 void snapw_free(struct snapw *w);
 bool snapw_busy(const struct snapw *w);
 /* Fork a child that writes the snapshot at (index, term) with configuration `conf` (copied into

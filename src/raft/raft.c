@@ -914,6 +914,7 @@ void raft_free(struct raft *r)
 	for (size_t i = 0; i < r->n_msgs; i++)
 		msg_release(r, &r->msgs[i]);
 	raft_free_entries(r, 0);
+	raft_log_chunks_free(r);
 	rfree(r, r->log);
 	raft_snap_release(r);
 	rfree(r, r->in_buf);

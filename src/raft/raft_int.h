@@ -53,9 +53,10 @@ struct raft {
 	enum raft_role role;
 	uint64_t leader;
 
-	/* the log: log[i].index == snap_index + 1 + i; each entry's data separately allocated */
+	/* the log: log[i].index == snap_index + 1 + i; entries' data in chunks (raft_log.c) */
 	struct raft_entry *log;
 	size_t log_n, log_cap;
+	struct log_chunk *chunk; /* the one new entries' data goes to */
 	uint64_t stable; /* last index the I/O side persisted */
 	uint64_t snap_index, snap_term;
 	struct raft_conf snap_conf;
@@ -214,6 +215,8 @@ int raft_log_push(struct raft *r, uint64_t term, uint8_t type, const void *data,
 uint64_t raft_find_conflict_by_term(const struct raft *r, uint64_t index, uint64_t term);
 /* Replace the log by the snapshot fully received in r->in_buf (takes it over). */
 void raft_install_snapshot(struct raft *r);
+/* Release every chunk of entry data (after raft_free_entries(r, 0)). */
+void raft_log_chunks_free(struct raft *r);
 /* Let go of the snapshot bytes (freed if they are ours). */
 void raft_snap_release(struct raft *r);
 

@@ -4,6 +4,7 @@
 #include "raft_int.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "util/err.h"
@@ -104,10 +105,73 @@ void raft_recompute_conf(struct raft *r)
 	TRACE(r, "conf", ci, c.n);
 }
 
+/* ---- entry data ----
+ *
+ * Entries' payloads are packed into chunks of LOG_CHUNK bytes (a larger entry gets a chunk of
+ * its own), each payload preceded by a pointer to its chunk, which is freed when its last entry
+ * goes. One allocation per few hundred entries instead of one each, and compacting 100,000
+ * entries frees a hundred-odd chunks instead of 100,000 scattered blocks: that took 18-29 ms on
+ * the daemon's loop at every snapshot. */
+#define LOG_CHUNK ((size_t)256 * 1024)
+
+struct log_chunk {
+	size_t live; /* entries still using it */
+	size_t used, cap;
+	_Alignas(max_align_t) unsigned char data[];
+};
+
+#define PAYLOAD_HDR sizeof(struct log_chunk *)
+
+static void *data_alloc(struct raft *r, size_t len)
+{
+	struct log_chunk *c = r->chunk;
+	size_t need = PAYLOAD_HDR + ((len + 7) & ~(size_t)7);
+	unsigned char *p;
+
+	if (!c || c->cap - c->used < need) {
+		size_t cap = need > LOG_CHUNK ? need : LOG_CHUNK;
+
+		c = rmalloc(r, sizeof(*c) + cap);
+		if (!c)
+			return NULL;
+		c->live = c->used = 0;
+		c->cap = cap;
+		if (r->chunk && !r->chunk->live)
+			rfree(r, r->chunk);
+		r->chunk = c;
+	}
+	p = c->data + c->used;
+	memcpy(p, &c, sizeof(c));
+	c->used += need;
+	c->live++;
+	return p + PAYLOAD_HDR;
+}
+
+static void data_free(struct raft *r, const void *data)
+{
+	struct log_chunk *c;
+
+	if (!data)
+		return;
+	memcpy(&c, (const unsigned char *)data - PAYLOAD_HDR, sizeof(c));
+	if (--c->live)
+		return;
+	if (c == r->chunk)
+		c->used = 0; /* empty: start it over */
+	else
+		rfree(r, c);
+}
+
+void raft_log_chunks_free(struct raft *r)
+{
+	rfree(r, r->chunk);
+	r->chunk = NULL;
+}
+
 void raft_free_entries(struct raft *r, size_t from)
 {
 	for (size_t i = from; i < r->log_n; i++)
-		rfree(r, (void *)r->log[i].data);
+		data_free(r, r->log[i].data);
 	r->log_n = from;
 }
 
@@ -135,7 +199,7 @@ int raft_log_push(struct raft *r, uint64_t term, uint8_t type, const void *data,
 	if (grow(r, (void **)&r->log, &r->log_cap, r->log_n + 1, sizeof(*r->log)) < 0)
 		return -ENOMEM;
 	if (len) {
-		copy = rmalloc(r, len);
+		copy = data_alloc(r, len);
 		if (!copy)
 			return -ENOMEM;
 		memcpy(copy, data, len);
@@ -216,7 +280,7 @@ static void compact(struct raft *r, uint64_t index, const void *data, size_t len
 
 	raft_conf_at(r, index, &c);
 	for (size_t i = 0; i < drop; i++)
-		rfree(r, (void *)r->log[i].data);
+		data_free(r, r->log[i].data);
 	memmove(r->log, r->log + drop, (r->log_n - drop) * sizeof(*r->log));
 	r->log_n -= drop;
 	r->snap_index = index;
