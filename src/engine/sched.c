@@ -48,6 +48,10 @@ struct ctx {
 	const char *rt_names[8];
 	size_t n_rt;
 	uint8_t *rt_mask;
+	/* Placed units with Conflicts= / Replaces=: while there are none, a unit without its own
+	 * skips those passes over every machine (the common case, and a third of a placement on
+	 * 5,000 machines). */
+	size_t n_with_conflicts, n_with_replaces;
 	int64_t deadline_ns;
 	struct policy *pol;
 	bool pol_ok;
@@ -308,6 +312,8 @@ static int commit(struct ctx *c, size_t mi, size_t ui)
 		s->cpu_used += o->cpus_milli;
 		s->n_conflicts += o->n_conflicts > 0;
 		s->n_replaces += o->n_replaces > 0;
+		c->n_with_conflicts += o->n_conflicts > 0;
+		c->n_with_replaces += o->n_replaces > 0;
 	}
 	if (c->pol_ok) {
 		buf_clear(&c->err);
@@ -453,15 +459,15 @@ static int filter(struct ctx *c, size_t ui, size_t *n)
 			return 0;
 		}
 	}
-	{
+	if (c->n_with_replaces || (o && o->n_replaces)) {
 		size_t before = *n;
 		unsigned cnt = 0;
+		bool own = o && o->n_replaces;
 
 		buf_clear(&c->tmp);
 		for (i = k = 0; i < before; i++) {
 			size_t mi = v[i];
 			const struct mstate *s = &c->ms[mi];
-			bool own = o && o->n_replaces;
 
 			if ((s->n_replaces || own) && blocked_by(c, mi, ui, own, replace_pair)) {
 				note_blockers(c, mi, ui, replace_pair, &c->tmp, &cnt);
@@ -476,13 +482,16 @@ static int filter(struct ctx *c, size_t ui, size_t *n)
 			    c->tmp.data ? c->tmp.data : "a unit");
 			return 0;
 		}
-		cnt = 0;
+	}
+	if (c->n_with_conflicts || (o && o->n_conflicts)) {
+		size_t before = *n;
+		unsigned cnt = 0;
+		bool own = o && o->n_conflicts;
+
 		buf_clear(&c->tmp);
-		before = *n;
 		for (i = k = 0; i < before; i++) {
 			size_t mi = v[i];
 			const struct mstate *s = &c->ms[mi];
-			bool own = o && o->n_conflicts;
 
 			if ((s->n_conflicts || own) && blocked_by(c, mi, ui, own, conflicts)) {
 				note_blockers(c, mi, ui, conflicts, &c->tmp, &cnt);

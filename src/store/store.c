@@ -131,6 +131,7 @@ struct skids {
 	uint32_t *ihash;      /* kid_hash() of islot[i]'s name (same allocation): probes compare
 	                       * it before touching a node, moves and resizes need no node */
 	size_t icap;          /* power of two, kept at most half full */
+	uint64_t changed;     /* highest modifiedIndex a child was added or written with */
 };
 
 static size_t name_len(const struct snode *n)
@@ -409,6 +410,15 @@ static int kids_room(struct skids *k)
 
 /* Add `n`, whose name d has no child of yet (callers look it up first). On -ENOMEM nothing
  * changed that a reader could see. O(1) amortized. */
+/* n (a child) has a new modifiedIndex: the parent's stamp (store_dir_stamp) moves. */
+static void kid_written(const struct snode *n)
+{
+	struct skids *k = n->parent ? n->parent->kids : NULL;
+
+	if (k && n->modified > k->changed)
+		k->changed = n->modified;
+}
+
 static int kid_add(struct snode *d, struct snode *n)
 {
 	struct skids *k = d->kids;
@@ -438,6 +448,7 @@ static int kid_add(struct snode *d, struct snode *n)
 	kid_place(k, k->len++, n);
 	k->live++;
 	n->parent = d;
+	kid_written(n);
 	return 0;
 }
 
@@ -1083,6 +1094,7 @@ static int op_update(struct op *o)
 		n->value = v;
 		n->value_len = vlen;
 		n->modified = next;
+		kid_written(n);
 	}
 	if ((r = node_update_ttl(s, n, o->expire)) < 0)
 		goto fail;
@@ -1181,6 +1193,7 @@ static int op_cas(struct op *o)
 	v = NULL;
 	n->value_len = vlen;
 	n->modified = s->index + 1;
+	kid_written(n);
 	if ((r = json_node_open(&ev->json, o->path, o->len, false, n->value, n->value_len, true,
 	                        n->expire_ns, o->now)) < 0 ||
 	    (r = json_node_close(&ev->json, n->modified, n->created)) < 0 ||
@@ -1440,6 +1453,24 @@ out:
 	}
 	*ret = res;
 	return 0;
+}
+
+long store_dir_stamp(struct store *s, const char *key, uint64_t *ret_changed)
+{
+	struct buf path = BUF_INIT;
+	struct walk_err we;
+	struct snode *n;
+
+	if (store_path_clean(key, strlen(key), &path) < 0)
+		return -ENOMEM;
+	n = internal_get(s, path.data, path.len, &we);
+	buf_release(&path);
+	if (!n)
+		return -(long)we.code;
+	if (!n->dir)
+		return -(long)STORE_ENOTDIR;
+	*ret_changed = n->kids ? n->kids->changed : 0;
+	return (long)kids_count(n);
 }
 
 long store_children(struct store *s, const char *key, store_child_fn fn, void *ctx)

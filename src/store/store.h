@@ -128,6 +128,11 @@ int store_get(struct store *s, const char *key, bool recursive, bool sorted, int
 typedef void (*store_child_fn)(void *ctx, const char *name, const char *value, size_t len,
                                uint64_t modified);
 long store_children(struct store *s, const char *key, store_child_fn fn, void *ctx);
+/* A cheap fingerprint of directory `key`'s direct children, O(1): returns how many there are
+ * (hidden ones included) and sets *ret_changed to the highest modifiedIndex any was created or
+ * written with. A create or a write moves *ret_changed, a delete lowers the count, so the pair
+ * differs after any change of the children. Same errors as store_children. */
+long store_dir_stamp(struct store *s, const char *key, uint64_t *ret_changed);
 
 /* ---- watches ---- */
 /* Called for each event the watch sees; `ev` is borrowed for the call. A one-shot watch is

@@ -909,6 +909,38 @@ static void test_children_churn(void **st)
 	churn(s, 2000, 16000, 4000, 16000); /* never listed: holes are closed by adds */
 }
 
+/* The O(1) fingerprint moves with every change of the children, and only then. */
+static void test_dir_stamp(void **st)
+{
+	struct store *s = *st;
+	uint64_t c0, c1, c2, c3, c4;
+	long n;
+
+	assert_int_equal(store_dir_stamp(s, "/d", &c0), -STORE_EKEYNOTFOUND);
+	store_result_free(PUT(s, .key = "/d", .dir = true));
+	assert_int_equal(store_dir_stamp(s, "/d", &c0), 0);
+	assert_int_equal(c0, 0);
+	store_result_free(PUT(s, .key = "/d/a", .value = "1"));
+	store_result_free(PUT(s, .key = "/d/_h", .value = "1"));
+	assert_int_equal(store_dir_stamp(s, "/d", &c1), 2); /* hidden ones count */
+	assert_int_equal(c1, store_index(s));
+	store_result_free(PUT(s, .key = "/other", .value = "x")); /* elsewhere: no move */
+	store_result_free(PUT(s, .key = "/d/a/../a", .value = "2")); /* a write moves it */
+	assert_int_equal(store_dir_stamp(s, "/d", &c2), 2);
+	assert_int_equal(c2, store_index(s));
+	store_result_free(PUT(s, .key = "/d/sub/deep", .value = "x")); /* a new child dir */
+	assert_int_equal(store_dir_stamp(s, "/d", &c3), 3);
+	assert_true(c3 > c2);
+	store_result_free(PUT(s, .key = "/d/sub/deep", .value = "y")); /* below a child: no */
+	assert_int_equal(store_dir_stamp(s, "/d", &c4), 3);
+	assert_int_equal(c4, c3);
+	store_result_free(DEL(s, .key = "/d/a")); /* a delete lowers the count */
+	n = store_dir_stamp(s, "/d", &c4);
+	assert_int_equal(n, 2);
+	assert_int_equal(c4, c3);
+	assert_int_equal(store_dir_stamp(s, "/d/_h", &c4), -STORE_ENOTDIR);
+}
+
 /* ---------------------------------------------------------------- JSON and helpers */
 
 static void test_json_string(void **st)
@@ -1044,6 +1076,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_set_get_delete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_root_readonly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dir_stamp, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_prev_exist, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cas_cad, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dirs, setup, teardown),
