@@ -1455,41 +1455,46 @@ out:
 	return 0;
 }
 
-long store_dir_stamp(struct store *s, const char *key, uint64_t *ret_changed)
+/* The directory at `key` for the two readers below; NULL with *ret_err set if there is none. */
+static struct snode *dir_at(struct store *s, const char *key, long *ret_err)
 {
 	struct buf path = BUF_INIT;
 	struct walk_err we;
 	struct snode *n;
 
-	if (store_path_clean(key, strlen(key), &path) < 0)
-		return -ENOMEM;
+	if (store_path_clean(key, strlen(key), &path) < 0) {
+		*ret_err = -ENOMEM;
+		return NULL;
+	}
 	n = internal_get(s, path.data, path.len, &we);
 	buf_release(&path);
+	if (!n || !n->dir) {
+		*ret_err = n ? -(long)STORE_ENOTDIR : -(long)we.code;
+		return NULL;
+	}
+	return n;
+}
+
+long store_dir_stamp(struct store *s, const char *key, uint64_t *ret_changed)
+{
+	long err;
+	struct snode *n = dir_at(s, key, &err);
+
 	if (!n)
-		return -(long)we.code;
-	if (!n->dir)
-		return -(long)STORE_ENOTDIR;
+		return err;
 	*ret_changed = n->kids ? n->kids->changed : 0;
 	return (long)kids_count(n);
 }
 
 long store_children(struct store *s, const char *key, store_child_fn fn, void *ctx)
 {
-	struct buf path = BUF_INIT;
-	struct walk_err we;
-	struct snode *n;
 	struct snode *const *kids;
 	size_t nk;
-	long count = 0;
+	long count = 0, err;
+	struct snode *n = dir_at(s, key, &err);
 
-	if (store_path_clean(key, strlen(key), &path) < 0)
-		return -ENOMEM;
-	n = internal_get(s, path.data, path.len, &we);
-	buf_release(&path);
 	if (!n)
-		return -(long)we.code;
-	if (!n->dir)
-		return -(long)STORE_ENOTDIR;
+		return err;
 	kids = kids_sorted(n, &nk);
 	for (size_t i = 0; i < nk; i++) {
 		const struct snode *k = kids[i];
