@@ -472,7 +472,9 @@ static void snap_written(void *ctx, uint64_t index, uint64_t term, int result)
 	if (r < 0) {
 		/* Not fatal: the WAL still holds everything; retry at the next threshold. */
 		log_error("cannot save snapshot at index %llu: %s", (unsigned long long)index,
-		          err[0] ? err : flt_strerror(r));
+		          err[0]             ? err
+		          : r == -ECHILD     ? "the writer process died"
+		                             : flt_strerror(r));
 		return;
 	}
 	r = raft_compact_borrow(n->raft, index, m.data, m.len);

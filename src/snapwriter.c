@@ -77,7 +77,6 @@ void snapw_cancel(struct snapw *w)
 	reap(w);
 }
 
-
 static void on_pipe(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct snapw *w = container_of(io, struct snapw, io);
@@ -128,8 +127,8 @@ static void close_inherited(int keep)
 	close_range((unsigned)keep + 1, ~0U, 0);
 }
 
-int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf,
-                size_t conf_len, snapw_serialize_fn fn, void *fn_ctx)
+int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf, size_t conf_len,
+                snapw_serialize_fn fn, void *fn_ctx)
 {
 	int p[2];
 	pid_t pid;

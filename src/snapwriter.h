@@ -16,8 +16,8 @@ struct snapw;
 /* Runs in the child: append the state machine's bytes to `out`. 0 or -errno. */
 typedef int (*snapw_serialize_fn)(void *ctx, struct buf *out);
 /* Runs in the parent from the loop: the snapshot at (index, term) is durable (result 0) or was
- * not written (result < 0: -errno or a project error from the child). Not called after
- * snapw_cancel. */
+ * not written (result < 0: -errno or a project error from the child, -ECHILD if the child died
+ * without saying). Not called after snapw_cancel. */
 typedef void (*snapw_done_fn)(void *ctx, uint64_t index, uint64_t term, int result);
 
 /* `dir` is copied. Returns 0 or -ENOMEM. */
@@ -29,8 +29,8 @@ bool snapw_busy(const struct snapw *w);
 /* Fork a child that writes the snapshot at (index, term) with configuration `conf` (copied into
  * the child by the fork itself). Returns 0 (done will be called), -EBUSY (one is running) or
  * -errno from pipe/fork. */
-int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf,
-                size_t conf_len, snapw_serialize_fn fn, void *fn_ctx);
+int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf, size_t conf_len,
+                snapw_serialize_fn fn, void *fn_ctx);
 /* Kill a running child and reap it; its temporary file is cleaned by the next save. For a caller
  * about to write the snapshot directory itself (one received from the leader). */
 void snapw_cancel(struct snapw *w);

@@ -228,8 +228,7 @@ int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, 
 	return snap_save_conf(dir, index, term, NULL, 0, data, len);
 }
 
-int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char *err,
-                    size_t errlen)
+int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char *err, size_t errlen)
 {
 	struct snap_name *all = NULL;
 	const unsigned char *h;
@@ -273,8 +272,8 @@ int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char 
 	/* Mapped, not read: the store parses it in place and the Raft core borrows the data
 	 * for followers (raft_compact_borrow) without a copy of its own. Populated in one go
 	 * when the checksum is going to read all of it anyway (one fault per page is slower). */
-	base = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE | (check_crc ? MAP_POPULATE : 0),
-	            fd, 0);
+	base = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE | (check_crc ? MAP_POPULATE : 0), fd,
+	            0);
 	if (base == MAP_FAILED) {
 		r = snap_err(err, errlen, -errno, "cannot map '%s': %s", path, strerror(errno));
 		goto out;
