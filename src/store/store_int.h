@@ -1,5 +1,6 @@
-/* Internals shared by the store's files (store.c: tree and apply; watch.c: hub and history;
- * cmd.c: msgpack; json.c: rendering). Nothing outside src/store includes this. */
+/* Internals shared by the store's files (store.c: tree and apply; kids.c: a directory's
+ * children; watch.c: hub and history; cmd.c: msgpack; json.c: rendering). Nothing outside
+ * src/store includes this. */
 #ifndef FLT_STORE_INT_H
 #define FLT_STORE_INT_H
 
@@ -111,6 +112,21 @@ int json_node(struct buf *out, const struct snode *n, bool kids, bool recursive,
  * were added or some removed since the last call, else O(1). It never fails (without memory for
  * the merge it sorts in place) and changes nothing a reader can observe, hence the const `d`. */
 struct snode *const *kids_sorted(const struct snode *d, size_t *ret_n);
+/* kids.c, the rest of a directory's children, for store.c: */
+/* The children array as it is (in no order, with NULL holes), *ret_len slots; for freeing. */
+struct snode *const *kids_unordered(const struct snode *d, size_t *ret_len);
+size_t kids_count(const struct snode *d); /* live children */
+/* The child called name[0..nlen) or NULL. */
+struct snode *kid_find(const struct snode *d, const char *name, size_t nlen);
+/* Add n (d has no child of its name yet; callers look first). 0, or -ENOMEM with nothing a reader
+ * could see changed. */
+int kid_add(struct snode *d, struct snode *n);
+void kid_del(struct snode *d, struct snode *n); /* n must be a child of d */
+/* Child n got a new modifiedIndex: move its parent's kids_changed(). */
+void kid_written(const struct snode *n);
+/* The highest modifiedIndex a child of d was added or written with (store_dir_stamp). */
+uint64_t kids_changed(const struct snode *d);
+void kids_free(struct skids *k); /* accepts NULL */
 
 /* store.c, for the snapshot loader in cmd.c: build a tree aside, then swap it in. */
 struct tree_heap {
