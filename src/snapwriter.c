@@ -128,7 +128,7 @@ static void close_inherited(int keep)
 }
 
 int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf, size_t conf_len,
-                snapw_serialize_fn fn, void *fn_ctx)
+                snapw_serialize_fn fn, snapw_durable_fn durable, void *fn_ctx)
 {
 	int p[2];
 	pid_t pid;
@@ -159,9 +159,12 @@ int snapw_start(struct snapw *w, uint64_t index, uint64_t term, const void *conf
 		}
 		r = fn(fn_ctx, &b);
 		if (r >= 0)
-			r = snap_save_conf(w->dir, index, term, conf, conf_len, b.data, b.len);
+			r = snap_save_conf(w->dir, index, term, conf, conf_len, b.data, b.len,
+			                   true);
 		if (r > 0)
 			r = 0;
+		if (r == 0 && durable)
+			durable(fn_ctx, index);
 		/* 4 bytes into an empty pipe: all or nothing. */
 		if (write(p[1], &r, sizeof(r)) != sizeof(r))
 			_exit(2);

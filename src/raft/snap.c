@@ -147,7 +147,7 @@ static int list_snaps(const char *dir, bool clean_tmp, struct snap_name **ret)
 }
 
 int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *conf,
-                   size_t conf_len, const void *data, size_t len)
+                   size_t conf_len, const void *data, size_t len, bool background)
 {
 	struct snap_name s = {term, index}, *all = NULL;
 	char *tmp = NULL, *path = NULL;
@@ -188,7 +188,7 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 	if (r >= 0 && conf_len)
 		r = fs_write_all(fd, conf, conf_len);
 	if (r >= 0 && len)
-		r = fs_write_all(fd, data, len);
+		r = fs_write_trickle(fd, data, len);
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r >= 0)
@@ -209,8 +209,11 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 	for (int i = SNAP_KEEP; i < n; i++) {
 		char *old = snap_path(dir, &all[i], "");
 
-		if (old)
-			unlink(old); /* best effort: a leftover only costs space */
+		/* Best effort: a leftover only costs space. */
+		if (old && background)
+			(void)fs_unlink_trickle(old);
+		else if (old)
+			unlink(old);
 		free(old);
 	}
 	free(all);
@@ -225,7 +228,7 @@ out:
 
 int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, size_t len)
 {
-	return snap_save_conf(dir, index, term, NULL, 0, data, len);
+	return snap_save_conf(dir, index, term, NULL, 0, data, len, false);
 }
 
 int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char *err, size_t errlen)

@@ -98,6 +98,11 @@ int wal_sync(struct wal *w);
  * past `index` that is still live: entries voided by a later durable reset do not count, a
  * segment holding a reset counts as holding its index). 0 or -errno. */
 int wal_compact(struct wal *w, uint64_t index);
+/* For a forked child holding the parent's WAL as it was before the snapshot at `index` became
+ * durable: unlink the files wal_compact(index) would, a piece at a time (fs_unlink_trickle),
+ * changing nothing (best effort). The big unlinks then cost the child's time, and the parent's
+ * wal_compact only forgets the files. */
+void wal_unlink_covered(const struct wal *w, uint64_t index);
 /* Segment size before rotation (default 64 MiB); tests make it small. */
 void wal_set_segment_size(struct wal *w, size_t bytes);
 uint64_t wal_bytes_written(const struct wal *w);
@@ -114,9 +119,11 @@ uint32_t wal_crc32c(uint32_t crc, const void *data, size_t len);
  * read, as having an empty conf; only version 2 is written. */
 
 /* Save a snapshot with its configuration (data and conf borrowed). Durable when it returns 0.
+ * The data's writeback starts as it is written (fs_write_trickle). `background`: for a process
+ * whose time is not the loop's, the files it replaces go a piece at a time (fs_unlink_trickle).
  * Returns 0, -errno, FLT_ETOOBIG (conf_len beyond u32). */
 int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *conf,
-                   size_t conf_len, const void *data, size_t len);
+                   size_t conf_len, const void *data, size_t len, bool background);
 /* snap_save_conf with an empty conf. */
 int snap_save(const char *dir, uint64_t index, uint64_t term, const void *data, size_t len);
 /* Load the newest valid snapshot. Returns 1 and fills the out params (the caller owns what

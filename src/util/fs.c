@@ -2,6 +2,7 @@
 #include "util/fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -48,6 +49,58 @@ int fs_write_all(int fd, const void *data, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+/* Linux's sync_file_range(2) pattern: start writeback of each piece as it is written and wait
+ * for the one before it, so at most two pieces are ever dirty or in flight. */
+int fs_write_trickle(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	off_t off = lseek(fd, 0, SEEK_CUR), prev = -1;
+
+	if (off < 0)
+		return -errno;
+	while (len) {
+		size_t piece = len < FS_TRICKLE ? len : FS_TRICKLE;
+		int r = fs_write_all(fd, p, piece);
+
+		if (r < 0)
+			return r;
+		/* Not the caller's errors: its fsync reports what did not reach the disk. */
+		(void)sync_file_range(fd, off, (off_t)piece, SYNC_FILE_RANGE_WRITE);
+		if (prev >= 0)
+			(void)sync_file_range(fd, prev, (off_t)FS_TRICKLE,
+			                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			                          SYNC_FILE_RANGE_WAIT_AFTER);
+		prev = off;
+		off += (off_t)piece;
+		p += piece;
+		len -= piece;
+	}
+	return 0;
+}
+
+int fs_unlink_trickle(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
+	struct stat st;
+
+	if (fd < 0)
+		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+	if (unlink(path) < 0) {
+		r = errno == ENOENT ? 0 : -errno;
+		close(fd);
+		return r;
+	}
+	/* The name is gone; the blocks go a piece at a time, each piece with its own commit. */
+	if (fstat(fd, &st) == 0)
+		for (off_t size = st.st_size; size > 0;) {
+			size = size > (off_t)FS_TRICKLE ? size - (off_t)FS_TRICKLE : 0;
+			if (ftruncate(fd, size) < 0 || fdatasync(fd) < 0)
+				break; /* close frees the rest at once */
+		}
+	close(fd);
 	return 0;
 }
 

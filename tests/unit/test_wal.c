@@ -7,6 +7,7 @@
 #include "util/buf.h"
 #include "util/crc32c.h"
 #include "util/err.h"
+#include "util/fs.h"
 
 #include <dirent.h>
 #include <ev.h>
@@ -940,10 +941,15 @@ static void test_compaction(void **state)
 
 	assert_int_equal(open_wal(f->wal, 0, &c, &rec, &w), 0);
 	collect_free(&c);
-	assert_int_equal(wal_compact(w, 50), 0);
-	wal_close(w);
+	/* A snapshot child unlinks the files first (wal_unlink_covered, on its copy of the WAL);
+	 * the parent's wal_compact then only forgets them, with the same result on disk. */
+	wal_unlink_covered(w, 50);
 	na = list_wal_files(f->wal, &after);
 	assert_true(na < nb);
+	free_files(after, na);
+	assert_int_equal(wal_compact(w, 50), 0);
+	wal_close(w);
+	assert_int_equal(list_wal_files(f->wal, &after), na);
 	/* Whole files went, oldest first, and the survivors are untouched. */
 	for (size_t i = 0; i < na; i++)
 		assert_string_equal(after[i], before[nb - na + i]);
@@ -1624,6 +1630,27 @@ static int serialize_slow(void *ctx, struct buf *out)
 	return buf_puts(out, ctx);
 }
 
+/* The durable callback's view, for the test to check: where to leave a mark, and the snapshot
+ * directory whose newest file must already be the one just written. */
+static const char *durable_dir, *durable_mark_path;
+
+static void durable_mark(void *ctx, uint64_t index)
+{
+	struct snap_map m;
+	char err[256];
+	FILE *fp;
+
+	(void)ctx;
+	if (snap_map_latest(durable_dir, true, &m, err, sizeof(err)) != 1)
+		return;
+	fp = fopen(durable_mark_path, "w");
+	if (fp) {
+		fprintf(fp, "%llu %llu", (unsigned long long)index, (unsigned long long)m.index);
+		fclose(fp);
+	}
+	snap_unmap(&m);
+}
+
 static int serialize_hang(void *ctx, struct buf *out)
 {
 	(void)ctx;
@@ -1644,6 +1671,16 @@ static void wait_written(struct ev_loop *loop, struct snapw *w, struct snapw_see
 	assert_false(snapw_busy(w));
 }
 
+static void assert_mark(const char *path, const char *want)
+{
+	size_t len;
+	unsigned char *p = read_file(path, &len);
+
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(p, want, len);
+	free(p);
+}
+
 static void test_snapshot_writer(void **state)
 {
 	struct fixture *f = *state;
@@ -1652,20 +1689,26 @@ static void test_snapshot_writer(void **state)
 	struct snapw_seen seen = {0};
 	struct snap_map m;
 	struct snapw *w;
-	char err[512] = "";
+	char err[512] = "", *mark;
 
 	assert_non_null(loop);
 	assert_int_equal(snapw_new(loop, f->snap, snapw_seen_cb, &seen, &w), 0);
 	assert_false(snapw_busy(w));
 
-	/* Written by the child, durable and readable when the callback says 0. */
-	assert_int_equal(snapw_start(w, 40, 3, cf, sizeof(cf), serialize_ok, "the state"), 0);
+	/* Written by the child, durable and readable when the callback says 0; the durable
+	 * callback ran in the child before that, with the file already in place. */
+	assert_non_null(mark = dir_path(f->root, "durable"));
+	durable_dir = f->snap;
+	durable_mark_path = mark;
+	assert_int_equal(
+	    snapw_start(w, 40, 3, cf, sizeof(cf), serialize_ok, durable_mark, "the state"), 0);
 	assert_true(snapw_busy(w));
-	assert_int_equal(snapw_start(w, 41, 3, cf, sizeof(cf), serialize_ok, "x"), -EBUSY);
+	assert_int_equal(snapw_start(w, 41, 3, cf, sizeof(cf), serialize_ok, NULL, "x"), -EBUSY);
 	wait_written(loop, w, &seen);
 	assert_int_equal(seen.result, 0);
 	assert_int_equal(seen.index, 40);
 	assert_int_equal(seen.term, 3);
+	assert_mark(mark, "40 40");
 	for (int crc = 0; crc < 2; crc++) {
 		assert_int_equal(snap_map_latest(f->snap, crc, &m, err, sizeof(err)), 1);
 		assert_int_equal(m.index, 40);
@@ -1680,11 +1723,16 @@ static void test_snapshot_writer(void **state)
 		assert_null(m.base);
 	}
 
-	/* A failure in the child comes back as its error; nothing new on disk. */
+	/* A failure in the child comes back as its error; nothing new on disk, and no durable
+	 * callback. */
 	seen = (struct snapw_seen){0};
-	assert_int_equal(snapw_start(w, 50, 3, cf, sizeof(cf), serialize_fail, NULL), 0);
+	assert_int_equal(unlink(mark), 0);
+	assert_int_equal(snapw_start(w, 50, 3, cf, sizeof(cf), serialize_fail, durable_mark, NULL),
+	                 0);
 	wait_written(loop, w, &seen);
 	assert_int_equal(seen.result, -ENOSPC);
+	assert_int_equal(access(mark, F_OK), -1);
+	free(mark);
 	assert_int_equal(seen.index, 50);
 	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), 1);
 	assert_int_equal(m.index, 40);
@@ -1692,7 +1740,7 @@ static void test_snapshot_writer(void **state)
 
 	/* Cancelled: killed and reaped at once, the callback never comes. */
 	seen = (struct snapw_seen){0};
-	assert_int_equal(snapw_start(w, 60, 3, cf, sizeof(cf), serialize_hang, NULL), 0);
+	assert_int_equal(snapw_start(w, 60, 3, cf, sizeof(cf), serialize_hang, NULL, NULL), 0);
 	snapw_cancel(w);
 	assert_false(snapw_busy(w));
 	ev_run(loop, EVRUN_NOWAIT);
@@ -1701,7 +1749,7 @@ static void test_snapshot_writer(void **state)
 	/* Freed while a child runs: it may finish (the callback comes from snapw_free), and
 	 * no zombie is left (waitpid says so). */
 	seen = (struct snapw_seen){0};
-	assert_int_equal(snapw_start(w, 70, 3, cf, sizeof(cf), serialize_slow, "later"), 0);
+	assert_int_equal(snapw_start(w, 70, 3, cf, sizeof(cf), serialize_slow, NULL, "later"), 0);
 	snapw_free(w);
 	assert_int_equal(seen.calls, 1);
 	assert_int_equal(seen.result, 0);
@@ -1709,6 +1757,50 @@ static void test_snapshot_writer(void **state)
 	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
 	assert_int_equal(errno, ECHILD);
 	ev_loop_destroy(loop);
+}
+
+/* The background file helpers: a large write arrives whole, whatever the piece boundaries; a
+ * large unlink leaves nothing behind; a missing file is not an error. */
+static void test_trickle(void **state)
+{
+	struct fixture *f = *state;
+	size_t big = 3 * FS_TRICKLE + 12345;
+	unsigned char *data = malloc(big), *back;
+	char *path = dir_path(f->root, "big");
+	struct stat st;
+	int fd;
+
+	assert_non_null(data);
+	assert_non_null(path);
+	for (size_t i = 0; i < big; i++)
+		data[i] = (unsigned char)(i * 7 + i / 4096);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(fs_write_all(fd, "head", 4), 0);
+	assert_int_equal(fs_write_trickle(fd, data, big), 0);
+	assert_int_equal(fsync(fd), 0);
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 4 + big);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	back = malloc(big);
+	assert_non_null(back);
+	assert_int_equal(pread(fd, back, big, 4), (ssize_t)big);
+	assert_memory_equal(back, data, big);
+	close(fd);
+
+	assert_int_equal(fs_unlink_trickle(path), 0);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(fs_unlink_trickle(path), 0);
+	/* Not a file it can open for writing: a plain unlink's answer. */
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(fs_unlink_trickle(path), -EISDIR);
+	assert_int_equal(rmdir(path), 0);
+	free(back);
+	free(data);
+	free(path);
 }
 
 static void test_snapshot_map_checks(void **state)
@@ -1741,7 +1833,7 @@ static void test_snapshot_conf(void **state)
 	const unsigned char cf[] = {2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0};
 
 	/* Round trip, with the wrappers on both sides. */
-	assert_int_equal(snap_save_conf(f->snap, 10, 2, cf, sizeof(cf), "state", 5), 0);
+	assert_int_equal(snap_save_conf(f->snap, 10, 2, cf, sizeof(cf), "state", 5, false), 0);
 	assert_int_equal(
 	    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)), 1);
 	assert_int_equal(index, 10);
@@ -1757,7 +1849,7 @@ static void test_snapshot_conf(void **state)
 	assert_int_equal(
 	    snap_load_latest_conf(f->snap, &index, &term, NULL, &out, err, sizeof(err)), 1);
 	/* Empty data with a conf; a conf-less snap_save reads back an empty conf. */
-	assert_int_equal(snap_save_conf(f->snap, 11, 2, cf, sizeof(cf), NULL, 0), 0);
+	assert_int_equal(snap_save_conf(f->snap, 11, 2, cf, sizeof(cf), NULL, 0, false), 0);
 	assert_int_equal(
 	    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)), 1);
 	assert_int_equal(index, 11);
@@ -1832,10 +1924,11 @@ static void test_snapshot_conf(void **state)
 		    {"cut in the conf", 0, 0, false, 40, "past the end"},
 		};
 
-		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5), 0);
+		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5, false),
+		                 0);
 		for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-			assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5),
-			                 0);
+			assert_int_equal(
+			    snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5, false), 0);
 			if (cases[k].forged_len) {
 				unsigned char l[4];
 
@@ -1861,7 +1954,8 @@ static void test_snapshot_conf(void **state)
 			assert_int_equal(conf.len, 0);
 		}
 		/* A version this build does not know. */
-		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5), 0);
+		assert_int_equal(snap_save_conf(f->snap, 30, 5, cf, sizeof(cf), "data!", 5, false),
+		                 0);
 		patch_file(p, 7, "\x03", 1);
 		assert_int_equal(
 		    snap_load_latest_conf(f->snap, &index, &term, &conf, &out, err, sizeof(err)),
@@ -1897,6 +1991,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_corrupt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_conf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_map_checks, setup, teardown),
 	};
 
