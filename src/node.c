@@ -452,11 +452,11 @@ static int snap_serialize(void *ctx, struct buf *out)
 	return store_snapshot_save(((struct node *)ctx)->store, out);
 }
 
-/* In the snapshot's child, once the file is durable: the WAL segments it covers go from there
- * (an unlink of a 64 MiB segment held the loop for up to 36 ms). */
+/* In the snapshot's child, once the file is durable: the WAL segments it covers are released
+ * from there (an unlink of a 64 MiB segment held the loop for up to 36 ms). */
 static void snap_durable(void *ctx, uint64_t index)
 {
-	wal_unlink_covered(((struct node *)ctx)->wal, index);
+	wal_release_covered(((struct node *)ctx)->wal, index);
 }
 
 /* The child made the snapshot at `index` durable: the log up to it can go. The core borrows the

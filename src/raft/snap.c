@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -32,6 +33,11 @@ static const unsigned char snap_magic[8] = {'F', 'L', 'O', 'T', 'S', 'N', 'P', 2
 #define SNAP_CONF_HDR 4  /* version 2's u32 conf_len */
 #define SNAP_NAME_LEN 38 /* <term:016x>-<index:016x>.snap */
 #define SNAP_KEEP     2
+/* A background save does not delete the file it replaces but keeps it as the spare the next
+ * background save overwrites in place: allocating 30 MB and freeing 30 MB per snapshot made
+ * the journal commits of every other file's fdatasync wait (ext4, ordered mode, `discard`).
+ * Never a file the daemon has mapped: snap_map_latest holds a shared flock on it. */
+#define SNAP_SPARE "spare.tmp"
 
 struct snap_name {
 	uint64_t term, index;
@@ -146,11 +152,43 @@ static int list_snaps(const char *dir, bool clean_tmp, struct snap_name **ret)
 	return (int)n;
 }
 
+static char *snap_spare_path(const char *dir)
+{
+	struct buf b = BUF_INIT;
+
+	if (buf_printf(&b, "%s/%s", dir, SNAP_SPARE) < 0) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_steal(&b);
+}
+
+/* A snapshot a background save replaced: the spare when there is none yet, else deleted a piece
+ * at a time. One the daemon has mapped (its flock, snap_map_latest) is only unlinked: truncating
+ * it would pull the pages from under the mapping (SIGBUS); its blocks go when it is unmapped. */
+static void release_old(const char *old, const char *spare, bool *spare_made)
+{
+	int fd = open(old, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		unlink(old);
+	else if (!*spare_made && access(spare, F_OK) < 0 && errno == ENOENT &&
+	         rename(old, spare) == 0)
+		*spare_made = true;
+	else
+		(void)fs_unlink_trickle(AT_FDCWD, old);
+	close(fd);
+}
+
 int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *conf,
                    size_t conf_len, const void *data, size_t len, bool background)
 {
 	struct snap_name s = {term, index}, *all = NULL;
-	char *tmp = NULL, *path = NULL;
+	char *tmp = NULL, *path = NULL, *spare = NULL;
+	bool spare_made = false;
+	struct stat st;
 	unsigned char h[SNAP_HDR + SNAP_CONF_HDR];
 	uint32_t crc;
 	int fd = -1, r, n;
@@ -179,7 +217,10 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 	for (int i = 0; i < 4; i++)
 		h[8 + i] = (unsigned char)(crc >> (8 * i));
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (background && (spare = snap_spare_path(dir)) && rename(spare, tmp) == 0)
+		fd = open(tmp, O_WRONLY | O_CLOEXEC); /* never O_TRUNC: that frees */
+	else
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
@@ -189,6 +230,10 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 		r = fs_write_all(fd, conf, conf_len);
 	if (r >= 0 && len)
 		r = fs_write_trickle(fd, data, len);
+	/* A spare larger than this snapshot (the store shrank) loses its tail. */
+	if (r >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > sizeof(h) + conf_len + len &&
+	    ftruncate(fd, (off_t)(sizeof(h) + conf_len + len)) < 0)
+		r = -errno;
 	if (r >= 0 && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r >= 0)
@@ -204,14 +249,14 @@ int snap_save_conf(const char *dir, uint64_t index, uint64_t term, const void *c
 	if (r < 0)
 		goto out;
 
-	/* Keep the two newest: the previous one is a spare for inspection, not a fallback. */
+	/* Keep the two newest: the previous one is kept for inspection, not as a fallback. */
 	n = list_snaps(dir, true, &all);
 	for (int i = SNAP_KEEP; i < n; i++) {
 		char *old = snap_path(dir, &all[i], "");
 
 		/* Best effort: a leftover only costs space. */
-		if (old && background)
-			(void)fs_unlink_trickle(old);
+		if (old && background && spare)
+			release_old(old, spare, &spare_made);
 		else if (old)
 			unlink(old);
 		free(old);
@@ -223,6 +268,7 @@ out:
 		close(fd);
 	free(tmp);
 	free(path);
+	free(spare);
 	return r;
 }
 
@@ -324,7 +370,13 @@ int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char 
 		             path, get_le64(h + 12), get_le64(h + 20));
 		goto out;
 	}
+	/* Held while mapped: a background save must not make this file its spare (make_spare). */
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
+		r = snap_err(err, errlen, -errno, "cannot lock '%s': %s", path, strerror(errno));
+		goto out;
+	}
 	*ret = (struct snap_map){.base = base,
+	                         .fd = fd,
 	                         .size = (size_t)size,
 	                         .index = all[0].index,
 	                         .term = all[0].term,
@@ -333,6 +385,7 @@ int snap_map_latest(const char *dir, bool check_crc, struct snap_map *ret, char 
 	                         .data = h + hlen + clen,
 	                         .len = (size_t)(size - hlen - clen)};
 	base = MAP_FAILED;
+	fd = -1;
 	r = 1;
 out:
 	if (base != MAP_FAILED)
@@ -346,8 +399,10 @@ out:
 
 void snap_unmap(struct snap_map *m)
 {
-	if (m->base)
+	if (m->base) {
 		munmap(m->base, m->size);
+		close(m->fd);
+	}
 	*m = (struct snap_map){0};
 }
 

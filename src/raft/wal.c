@@ -39,6 +39,14 @@
 #define MAX_DATA             ((size_t)UINT32_MAX - 1 - ENTRY_FIXED)
 #define DEFAULT_SEGMENT_SIZE ((size_t)64 << 20)
 #define NAME_LEN             37 /* <seq:016x>-<first:016x>.wal */
+/* Segments the snapshots made obsolete are recycled rather than deleted (wal_release_covered):
+ * renamed to RECYCLE_NAME, zeroed in place, renamed to a free spare name, then taken by the next
+ * create_segment. Only a spare is ever taken: a recycling file may still hold old records. Two
+ * spares: a snapshot often covers one segment and a bit, and under a steady load rotations take
+ * as many as snapshots release. */
+#define RECYCLE_NAME "recycle.tmp"
+#define SPARES       2
+static const char *const spare_names[SPARES] = {"spare-0.tmp", "spare-1.tmp"};
 
 struct wal_segment {
 	uint64_t seq;
@@ -276,7 +284,15 @@ static int create_segment(struct wal *w, uint64_t seq, uint64_t first, int *ret_
 		r = put_hard_state(&b, &w->hs_synced);
 	if (r < 0)
 		goto out;
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A spare comes with its blocks: nothing to allocate now, and they are not freed at the
+	 * end either (that is what stalls the disk, see wal_release_covered). Never truncated:
+	 * truncating frees. Its zeros read as the clean end of the records. */
+	fd = -1;
+	for (int i = 0; i < SPARES && fd < 0; i++)
+		if (renameat(w->dir_fd, spare_names[i], AT_FDCWD, tmp) == 0)
+			fd = open(tmp, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		r = -errno;
 		goto fail;
@@ -840,6 +856,8 @@ int wal_open(const char *dir, uint64_t after_index, wal_entry_fn cb, void *ctx,
 		        r == -EBUSY ? "in use by another process" : strerror(-r));
 		goto fail;
 	}
+	/* A file left halfway through recycling may hold old records: never a spare. */
+	(void)unlinkat(w->dir_fd, RECYCLE_NAME, 0);
 	r = list_segments(w, rec);
 	if (r < 0)
 		goto fail;
@@ -1058,12 +1076,36 @@ int wal_sync(struct wal *w)
 	return 0;
 }
 
-/* Unlink the segments wal_compact(index) lets go: oldest first, so a crash midway still leaves a
- * contiguous run of files; the last file always stays (appends go there). `gently`: a piece at a
- * time (fs_unlink_trickle), for a background process. Returns how many went, stopping at the
- * first failure (*err). */
-static size_t unlink_covered(const struct wal *w, uint64_t index, bool gently, int *err)
+/* Make the segment at `path` the spare `name` (see RECYCLE_NAME): zeroing converts its blocks
+ * to unwritten extents without freeing them (FALLOC_FL_ZERO_RANGE). Returns 1 (it is the
+ * spare), 0 (it is gone, deleted after all: the filesystem cannot zero a range) or -errno
+ * (untouched). */
+static int recycle(const struct wal *w, const char *path, const char *name)
 {
+	struct stat st;
+	int fd, ok;
+
+	if (renameat(AT_FDCWD, path, w->dir_fd, RECYCLE_NAME) < 0)
+		return -errno;
+	fd = openat(w->dir_fd, RECYCLE_NAME, O_WRONLY | O_CLOEXEC);
+	ok = fd >= 0 && fstat(fd, &st) == 0 &&
+	     (!st.st_size || fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, st.st_size) == 0) &&
+	     fdatasync(fd) == 0 && renameat(w->dir_fd, RECYCLE_NAME, w->dir_fd, name) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (ok)
+		return 1;
+	(void)fs_unlink_trickle(w->dir_fd, RECYCLE_NAME);
+	return 0;
+}
+
+/* Release the segments wal_compact(index) lets go: oldest first, so a crash midway still leaves
+ * a contiguous run of files; the last file always stays (appends go there). `gently`, for a
+ * background process: they fill the free spare names, the others go a piece at a time
+ * (fs_unlink_trickle). Returns how many went, stopping at the first failure (*err). */
+static size_t release_covered(const struct wal *w, uint64_t index, bool gently, int *err)
+{
+	int next = gently ? 0 : SPARES; /* the first spare name that may be free */
 	size_t k = 0;
 
 	*err = 0;
@@ -1074,10 +1116,18 @@ static size_t unlink_covered(const struct wal *w, uint64_t index, bool gently, i
 			*err = -ENOMEM;
 			break;
 		}
-		if (gently)
-			*err = fs_unlink_trickle(path);
-		else if (unlink(path) < 0 && errno != ENOENT)
+		while (next < SPARES && faccessat(w->dir_fd, spare_names[next], F_OK, 0) == 0)
+			next++;
+		if (next < SPARES) {
+			*err = recycle(w, path, spare_names[next]);
+			/* Made one, or the filesystem cannot: either way no more tries. */
+			next = *err > 0 ? next + 1 : SPARES;
+			*err = *err < 0 ? fs_unlink_trickle(AT_FDCWD, path) : 0;
+		} else if (gently) {
+			*err = fs_unlink_trickle(AT_FDCWD, path);
+		} else if (unlink(path) < 0 && errno != ENOENT) {
 			*err = -errno;
+		}
 		free(path);
 		if (*err < 0)
 			break;
@@ -1098,7 +1148,7 @@ int wal_compact(struct wal *w, uint64_t index)
 		return w->failed;
 	if (index > w->base)
 		w->base = index;
-	k = unlink_covered(w, index, false, &r);
+	k = release_covered(w, index, false, &r);
 	if (k) {
 		memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof(*w->segs));
 		w->nsegs -= k;
@@ -1106,12 +1156,12 @@ int wal_compact(struct wal *w, uint64_t index)
 	return r;
 }
 
-void wal_unlink_covered(const struct wal *w, uint64_t index)
+void wal_release_covered(const struct wal *w, uint64_t index)
 {
 	int r;
 
 	if (!w->failed)
-		(void)unlink_covered(w, index, true, &r);
+		(void)release_covered(w, index, true, &r);
 }
 
 void wal_set_segment_size(struct wal *w, size_t bytes)

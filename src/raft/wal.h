@@ -99,10 +99,11 @@ int wal_sync(struct wal *w);
  * segment holding a reset counts as holding its index). 0 or -errno. */
 int wal_compact(struct wal *w, uint64_t index);
 /* For a forked child holding the parent's WAL as it was before the snapshot at `index` became
- * durable: unlink the files wal_compact(index) would, a piece at a time (fs_unlink_trickle),
- * changing nothing (best effort). The big unlinks then cost the child's time, and the parent's
- * wal_compact only forgets the files. */
-void wal_unlink_covered(const struct wal *w, uint64_t index);
+ * durable: release the files wal_compact(index) would, changing nothing in memory (best
+ * effort). The first ones become spares that new segments take (zeroed in place, their blocks
+ * kept) while there are free spare names; the rest go a piece at a time (fs_unlink_trickle).
+ * That work costs the child's time, and the parent's wal_compact only forgets the files. */
+void wal_release_covered(const struct wal *w, uint64_t index);
 /* Segment size before rotation (default 64 MiB); tests make it small. */
 void wal_set_segment_size(struct wal *w, size_t bytes);
 uint64_t wal_bytes_written(const struct wal *w);
@@ -140,6 +141,7 @@ int snap_load_latest_conf(const char *dir, uint64_t *ret_index, uint64_t *ret_te
  * just made durable itself. */
 struct snap_map {
 	void *base;
+	int fd; /* open while mapped, with a shared flock (only when base is set) */
 	size_t size;
 	uint64_t index, term;
 	const void *conf, *data;

@@ -81,14 +81,14 @@ int fs_write_trickle(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int fs_unlink_trickle(const char *path)
+int fs_unlink_trickle(int dir_fd, const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
+	int fd = openat(dir_fd, path, O_WRONLY | O_CLOEXEC), r = 0;
 	struct stat st;
 
 	if (fd < 0)
-		return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-	if (unlink(path) < 0) {
+		return unlinkat(dir_fd, path, 0) < 0 && errno != ENOENT ? -errno : 0;
+	if (unlinkat(dir_fd, path, 0) < 0) {
 		r = errno == ENOENT ? 0 : -errno;
 		close(fd);
 		return r;

@@ -19,11 +19,11 @@ int fs_pwrite_all(int fd, const void *data, size_t len, uint64_t off);
  * of the same moment take up to 36 ms. The caller still fsyncs. 0 or -errno. */
 #define FS_TRICKLE ((size_t)1 << 20)
 int fs_write_trickle(int fd, const void *data, size_t len);
-/* unlink(2) for a large file, for a background process: the name goes at once, the blocks
- * FS_TRICKLE at a time, each step committed before the next. Freeing (and, on a filesystem
- * mounted with `discard`, trimming) 64 MiB in one journal commit held other files' fdatasyncs
- * for up to 100 ms. A missing file is not an error. 0 or -errno. */
-int fs_unlink_trickle(const char *path);
+/* unlinkat(2) (AT_FDCWD or a directory) for a large file, for a background process: the name
+ * goes at once, the blocks FS_TRICKLE at a time, each step committed before the next. Freeing
+ * (and, on a filesystem mounted with `discard`, trimming) 64 MiB in one journal commit held
+ * other files' fdatasyncs for up to 100 ms. A missing file is not an error. 0 or -errno. */
+int fs_unlink_trickle(int dir_fd, const char *path);
 /* Read exactly `len` bytes; -EIO if the file ends first. 0 or -errno. */
 int fs_read_all(int fd, void *data, size_t len);
 /* Parse exactly 16 lowercase hex digits (as our file names carry them). */

@@ -932,8 +932,9 @@ static void test_compaction(void **state)
 	struct wal_recovery rec;
 	struct collect c = {0};
 	struct wal *w;
-	char **before, **after;
-	size_t nb, na;
+	char **before, **after, *spare;
+	unsigned char *p;
+	size_t nb, na, len;
 
 	write_segments(f->wal, 100, 600, 3, &hs);
 	nb = list_wal_files(f->wal, &before);
@@ -941,12 +942,20 @@ static void test_compaction(void **state)
 
 	assert_int_equal(open_wal(f->wal, 0, &c, &rec, &w), 0);
 	collect_free(&c);
-	/* A snapshot child unlinks the files first (wal_unlink_covered, on its copy of the WAL);
-	 * the parent's wal_compact then only forgets them, with the same result on disk. */
-	wal_unlink_covered(w, 50);
+	/* A snapshot child releases the files first (wal_release_covered, on its copy of the
+	 * WAL): the oldest becomes the zeroed spare, the others go. The parent's wal_compact then
+	 * only forgets them, with the same result on disk. */
+	spare = dir_path(f->wal, "spare-0.tmp");
+	assert_int_equal(access(spare, F_OK), -1);
+	wal_release_covered(w, 50);
 	na = list_wal_files(f->wal, &after);
 	assert_true(na < nb);
 	free_files(after, na);
+	p = read_file(spare, &len);
+	assert_true(len > 0);
+	for (size_t i = 0; i < len; i++)
+		assert_int_equal(p[i], 0);
+	free(p);
 	assert_int_equal(wal_compact(w, 50), 0);
 	wal_close(w);
 	assert_int_equal(list_wal_files(f->wal, &after), na);
@@ -982,13 +991,28 @@ static void test_compaction(void **state)
 	free_files(after, na);
 	free_files(before, nb);
 
-	/* A snapshot from a leader past the log: compact to it, then the log restarts after it. */
-	assert_int_equal(open_wal(f->wal, 100, &c, &rec, &w), 0);
+	/* A snapshot from a leader past the log: compact to it, then the log restarts after it.
+	 * Its first new segment is the spare, whose zeros end the records as preallocation's do.
+	 * A file a crash left halfway through recycling still holds records: opening deletes it. */
+	{
+		char *half = dir_path(f->wal, "recycle.tmp");
+		FILE *fp = fopen(half, "w");
+
+		assert_non_null(fp);
+		fputs("old records", fp);
+		fclose(fp);
+		assert_int_equal(open_wal(f->wal, 100, &c, &rec, &w), 0);
+		assert_int_equal(access(half, F_OK), -1);
+		free(half);
+	}
 	collect_free(&c);
 	wal_set_segment_size(w, 600);
 	assert_int_equal(wal_compact(w, 500), 0);
+	assert_int_equal(access(spare, F_OK), 0);
 	append_range(w, 501, 540, 1);
 	assert_int_equal(wal_sync(w), 0);
+	assert_int_equal(access(spare, F_OK), -1);
+	free(spare);
 	wal_close(w);
 	reopen_check(f->wal, 500, 501, 540, term1, &rec);
 }
@@ -1759,6 +1783,64 @@ static void test_snapshot_writer(void **state)
 	ev_loop_destroy(loop);
 }
 
+static ino_t inode_of(const char *dir, const char *name)
+{
+	char *path = dir_path(dir, name);
+	struct stat st;
+	int r = stat(path, &st);
+
+	free(path);
+	return r == 0 ? st.st_ino : 0;
+}
+
+/* Background saves overwrite the file they replaced (the spare) instead of allocating a new one
+ * and freeing the old; a file the daemon has mapped is never the spare and its bytes never
+ * change under the mapping. */
+static void test_snapshot_spare(void **state)
+{
+	struct fixture *f = *state;
+	const unsigned char cf[] = {1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0};
+	const char *a = "0000000000000001-000000000000000a.snap";
+	const char *c = "0000000000000001-000000000000001e.snap";
+	const char *d = "0000000000000001-0000000000000028.snap";
+	char err[256], big[5000];
+	struct snap_map m;
+	ino_t ino_a, ino_c;
+
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(snap_save_conf(f->snap, 10, 1, cf, sizeof(cf), big, sizeof(big), true), 0);
+	ino_a = inode_of(f->snap, a);
+	assert_int_equal(snap_save_conf(f->snap, 20, 1, cf, sizeof(cf), "twenty", 6, true), 0);
+	assert_int_equal(inode_of(f->snap, "spare.tmp"), 0);
+	/* The third replaces the first, which becomes the spare... */
+	assert_int_equal(snap_save_conf(f->snap, 30, 1, cf, sizeof(cf), "thirty", 6, true), 0);
+	assert_int_equal(inode_of(f->snap, a), 0);
+	assert_int_equal(inode_of(f->snap, "spare.tmp"), ino_a);
+	/* ...and the fourth is written into it, cut to its own length. */
+	assert_int_equal(snap_save_conf(f->snap, 40, 1, cf, sizeof(cf), "forty", 5, true), 0);
+	assert_int_equal(inode_of(f->snap, d), ino_a);
+	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), 1);
+	assert_int_equal(m.index, 40);
+	assert_int_equal(m.len, 5);
+	assert_memory_equal(m.data, "forty", 5);
+
+	/* Mapped (by the daemon, here the test): two more saves replace it, but it is deleted
+	 * rather than reused, and the mapping still reads what it read. */
+	ino_c = inode_of(f->snap, c);
+	assert_int_equal(snap_save_conf(f->snap, 50, 1, cf, sizeof(cf), "fifty", 5, true), 0);
+	assert_int_equal(inode_of(f->snap, "spare.tmp"), ino_c);
+	assert_int_equal(snap_save_conf(f->snap, 60, 1, cf, sizeof(cf), "sixty", 5, true), 0);
+	assert_int_equal(snap_save_conf(f->snap, 70, 1, cf, sizeof(cf), "seventy", 7, true), 0);
+	assert_int_equal(inode_of(f->snap, d), 0);
+	assert_int_equal(inode_of(f->snap, "spare.tmp") == ino_a, false);
+	assert_memory_equal(m.data, "forty", 5);
+	snap_unmap(&m);
+	assert_int_equal(snap_map_latest(f->snap, true, &m, err, sizeof(err)), 1);
+	assert_int_equal(m.index, 70);
+	assert_memory_equal(m.data, "seventy", 7);
+	snap_unmap(&m);
+}
+
 /* The background file helpers: a large write arrives whole, whatever the piece boundaries; a
  * large unlink leaves nothing behind; a missing file is not an error. */
 static void test_trickle(void **state)
@@ -1790,13 +1872,13 @@ static void test_trickle(void **state)
 	assert_memory_equal(back, data, big);
 	close(fd);
 
-	assert_int_equal(fs_unlink_trickle(path), 0);
+	assert_int_equal(fs_unlink_trickle(AT_FDCWD, path), 0);
 	assert_int_equal(stat(path, &st), -1);
 	assert_int_equal(errno, ENOENT);
-	assert_int_equal(fs_unlink_trickle(path), 0);
+	assert_int_equal(fs_unlink_trickle(AT_FDCWD, path), 0);
 	/* Not a file it can open for writing: a plain unlink's answer. */
 	assert_int_equal(mkdir(path, 0755), 0);
-	assert_int_equal(fs_unlink_trickle(path), -EISDIR);
+	assert_int_equal(fs_unlink_trickle(AT_FDCWD, path), -EISDIR);
 	assert_int_equal(rmdir(path), 0);
 	free(back);
 	free(data);
@@ -1992,6 +2074,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_snapshot_conf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_trickle, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_spare, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_map_checks, setup, teardown),
 	};
 
