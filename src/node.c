@@ -311,6 +311,17 @@ static void answer_proposal(struct node *n, uint64_t seq, int err, const struct 
 	}
 }
 
+/* Whether a write to the clean path `key` changes directory `dir`: inside it, it, or above it
+ * (a recursive delete). */
+static bool path_touches(const char *key, const char *dir)
+{
+	size_t kl = strlen(key), dl = strlen(dir);
+
+	if (kl > dl)
+		return !strncmp(key, dir, dl) && key[dl] == '/';
+	return !strncmp(dir, key, kl) && (dir[kl] == '/' || !dir[kl] || kl == 1);
+}
+
 static void apply_entry(struct node *n, const struct raft_entry *e)
 {
 	struct store_result *res = NULL;
@@ -325,20 +336,6 @@ static void apply_entry(struct node *n, const struct raft_entry *e)
 		return;
 	}
 	entry_split(e->data, e->len, &member, &seq, &cmd, &len);
-	if (!n->members_dirty) {
-		struct store_cmd c;
-		struct buf k = BUF_INIT, v = BUF_INIT, pv = BUF_INIT;
-
-		/* only membership records: other hidden keys (machine heartbeats) change often */
-		if (store_cmd_decode(cmd, len, &c, &k, &v, &pv) == 0 && k.data &&
-		    (!strncmp(k.data, PEERS_DIR "/", sizeof(PEERS_DIR)) ||
-		     !strncmp(k.data, REMOVED_DIR "/", sizeof(REMOVED_DIR)) ||
-		     !strncmp(k.data, NAMES_DIR "/", sizeof(NAMES_DIR))))
-			n->members_dirty = true;
-		buf_release(&k);
-		buf_release(&v);
-		buf_release(&pv);
-	}
 	r = store_apply(n->store, e->index, cmd, len, &res);
 	if (r == -ENOMEM) {
 		/* The entry is durable but the store may be half-changed: carrying on would serve
@@ -347,6 +344,15 @@ static void apply_entry(struct node *n, const struct raft_entry *e)
 		log_error("cannot apply log entry %llu: out of memory; exiting",
 		          (unsigned long long)e->index);
 		abort();
+	}
+	/* Only membership records: other hidden keys (machine heartbeats) change often. The
+	 * event's key, not a second decode of the command (that was two allocations and a copy
+	 * of the value per entry, on every member). */
+	if (r >= 0 && res->ev && !n->members_dirty) {
+		const char *k = store_event_key(res->ev);
+
+		n->members_dirty = path_touches(k, PEERS_DIR) || path_touches(k, REMOVED_DIR) ||
+		                   path_touches(k, NAMES_DIR);
 	}
 	n->applied = e->index;
 	if (r < 0)

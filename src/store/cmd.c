@@ -167,15 +167,22 @@ out:
 
 /* ---------------------------------------------------------------- snapshots */
 
+/* A directory's children go out in the order they sit in (kids_unordered, skipping the holes of
+ * deletes), not in name order: the loader inserts them one by one whatever the order, and the
+ * snapshot child sorting every big directory again (the parent's array stays unsorted) was 9%
+ * of the CPU samples of a PUT load, spent on the core the loop runs on. A directory in the
+ * snapshot still comes before its children (depth first), which the loader needs. */
 static int snap_node(msgpack_packer *pk, const struct snode *n)
 {
 	size_t nk;
-	struct snode *const *kids = kids_sorted(n, &nk);
+	struct snode *const *kids = kids_unordered(n, &nk);
 
 	for (size_t i = 0; i < nk; i++) {
 		const struct snode *k = kids[i];
 		int e = 0;
 
+		if (!k)
+			continue;
 		e |= msgpack_pack_array(pk, 6);
 		e |= pack_str(pk, k->path, k->path_len);
 		e |= k->dir ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
@@ -191,12 +198,12 @@ static int snap_node(msgpack_packer *pk, const struct snode *n)
 
 static size_t count_nodes(const struct snode *n)
 {
-	size_t nk;
-	struct snode *const *kids = kids_sorted(n, &nk); /* snap_node will want them so anyway */
-	size_t c = nk;
+	size_t nk, c = 0;
+	struct snode *const *kids = kids_unordered(n, &nk);
 
 	for (size_t i = 0; i < nk; i++)
-		c += count_nodes(kids[i]);
+		if (kids[i])
+			c += 1 + count_nodes(kids[i]);
 	return c;
 }
 

@@ -51,6 +51,26 @@ static size_t utf8_valid(const unsigned char *p, size_t n, uint32_t *ret_cp)
 	return need;
 }
 
+/* Whether any of the 8 bytes in `v` needs more than copying: a control byte, a non-ASCII one (it
+ * must be checked as UTF-8), a quote, a backslash, <, > or &. Word-at-a-time tests (a zero byte
+ * in x shows in (x - 0x01..) & ~x & 0x80..): borrows make false hits only above a true one, so a
+ * word that passes is certainly plain. Values mostly are: byte by byte this was 5-6% of the CPU
+ * of a PUT. */
+static bool word_needs_escape(uint64_t v)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t hit = v & highs;              /* >= 0x80 */
+	uint64_t low = (v - 0x20 * ones) & ~v; /* < 0x20 (exact while no byte has its high bit) */
+	static const unsigned char special[] = {'"', '\\', '<', '>', '&'};
+
+	for (size_t i = 0; i < sizeof(special); i++) {
+		uint64_t x = v ^ (special[i] * ones);
+
+		hit |= (x - ones) & ~x;
+	}
+	return ((hit | low) & highs) != 0;
+}
+
 int store_json_string(struct buf *out, const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -60,11 +80,19 @@ int store_json_string(struct buf *out, const char *str, size_t len)
 	if ((r = buf_putc(out, '"')) < 0)
 		return r;
 	while (i < len) {
-		unsigned char c = s[i];
+		unsigned char c;
 		char esc[7];
 		size_t elen = 0, adv = 1;
 		uint32_t cp;
 
+		for (uint64_t v; i + 8 <= len; i += 8) {
+			memcpy(&v, s + i, 8);
+			if (word_needs_escape(v))
+				break;
+		}
+		if (i == len)
+			break;
+		c = s[i];
 		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' &&
 		    c != '&') {
 			i++;

@@ -113,7 +113,8 @@ int json_node(struct buf *out, const struct snode *n, bool kids, bool recursive,
  * the merge it sorts in place) and changes nothing a reader can observe, hence the const `d`. */
 struct snode *const *kids_sorted(const struct snode *d, size_t *ret_n);
 /* kids.c, the rest of a directory's children, for store.c: */
-/* The children array as it is (in no order, with NULL holes), *ret_len slots; for freeing. */
+/* The children array as it is (in no order, with NULL holes), *ret_len slots; for freeing and
+ * for snapshots. */
 struct snode *const *kids_unordered(const struct snode *d, size_t *ret_len);
 size_t kids_count(const struct snode *d); /* live children */
 /* The child called name[0..nlen) or NULL. */

@@ -515,8 +515,9 @@ static void test_watch_history(void **st)
 
 /* ---------------------------------------------------------------- snapshots and codecs */
 
-/* Save `s`, load the snapshot into a new store (returned; the bytes in *snap): at `now` it must
- * list the same and save to the same bytes. */
+/* Save `s`, load the snapshot into a new store (returned; the bytes in *snap): it must save to
+ * the same bytes (children go in the order they sit in, which loading keeps; a listing may
+ * reorder them, so this comes first) and at `now` list the same. */
 static struct store *snapshot_copy(struct store *s, struct buf *snap)
 {
 	struct buf snap2 = BUF_INIT;
@@ -526,15 +527,15 @@ static struct store *snapshot_copy(struct store *s, struct buf *snap)
 	assert_int_equal(store_snapshot_save(s, snap), 0);
 	assert_int_equal(store_new(&s2), 0);
 	assert_int_equal(store_snapshot_load(s2, snap->data, snap->len), 0);
+	assert_int_equal(store_snapshot_save(s2, &snap2), 0);
+	assert_int_equal(snap->len, snap2.len);
+	assert_memory_equal(snap->data, snap2.data, snap->len);
+	buf_release(&snap2);
 	assert_int_equal(store_get(s, "/", true, true, now, &r1), 0);
 	assert_int_equal(store_get(s2, "/", true, true, now, &r2), 0);
 	assert_string_equal(r1->json.data, r2->json.data);
 	store_result_free(r1);
 	store_result_free(r2);
-	assert_int_equal(store_snapshot_save(s2, &snap2), 0);
-	assert_int_equal(snap->len, snap2.len);
-	assert_memory_equal(snap->data, snap2.data, snap->len);
-	buf_release(&snap2);
 	return s2;
 }
 
@@ -972,6 +973,28 @@ static void test_json_string(void **st)
 		assert_int_equal(store_json_string(&b, t[i].in, t[i].len), 0);
 		assert_string_equal(b.data, t[i].out);
 		buf_release(&b);
+	}
+	/* Plain text is copied 8 bytes at a time: every byte value at every offset of a longer
+	 * plain string is escaped exactly as it is alone. */
+	for (unsigned v = 0; v < 256; v++) {
+		struct buf one = BUF_INIT;
+		unsigned char c = (unsigned char)v;
+
+		assert_int_equal(store_json_string(&one, (const char *)&c, 1), 0);
+		for (size_t at = 0; at < 19; at++) {
+			char in[19], want[64];
+			struct buf b = BUF_INIT;
+
+			memset(in, 'a' + (int)(at % 26), sizeof(in));
+			in[at] = (char)c;
+			snprintf(want, sizeof(want), "\"%.*s%.*s%.*s\"", (int)at, in,
+			         (int)(one.len - 2), one.data + 1, (int)(sizeof(in) - at - 1),
+			         in + at + 1);
+			assert_int_equal(store_json_string(&b, in, sizeof(in)), 0);
+			assert_string_equal(b.data, want);
+			buf_release(&b);
+		}
+		buf_release(&one);
 	}
 }
 
