@@ -104,11 +104,9 @@ static bool get_str(const msgpack_object *o, struct buf *b, bool *ret_nil)
 	return false;
 }
 
-int store_cmd_decode(const void *data, size_t len, struct store_cmd *c, struct buf *key,
-                     struct buf *value, struct buf *prev_value)
+static int decode_obj(const msgpack_object *o, struct store_cmd *c, struct buf *key,
+                      struct buf *value, struct buf *prev_value)
 {
-	msgpack_unpacked up;
-	size_t off = 0;
 	const msgpack_object *a;
 	uint64_t u;
 	int64_t i;
@@ -116,12 +114,9 @@ int store_cmd_decode(const void *data, size_t len, struct store_cmd *c, struct b
 	int r = FLT_EINVAL;
 
 	memset(c, 0, sizeof(*c));
-	msgpack_unpacked_init(&up);
-	if (msgpack_unpack_next(&up, data, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 10)
 		goto out;
-	if (up.data.type != MSGPACK_OBJECT_ARRAY || up.data.via.array.size != 10)
-		goto out;
-	a = up.data.via.array.ptr;
+	a = o->via.array.ptr;
 	if (!get_u64(&a[0], &u) || u != CMD_VERSION)
 		goto out;
 	if (!get_u64(&a[1], &u) || u > STORE_OP_DELETE)
@@ -161,7 +156,41 @@ int store_cmd_decode(const void *data, size_t len, struct store_cmd *c, struct b
 	c->prev_exist = (int)i;
 	r = 0;
 out:
+	return r;
+}
+
+int store_cmd_decode(const void *data, size_t len, struct store_cmd *c, struct buf *key,
+                     struct buf *value, struct buf *prev_value)
+{
+	msgpack_unpacked up;
+	size_t off = 0;
+	int r = FLT_EINVAL;
+
+	memset(c, 0, sizeof(*c));
+	msgpack_unpacked_init(&up);
+	if (msgpack_unpack_next(&up, data, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len)
+		r = decode_obj(&up.data, c, key, value, prev_value);
 	msgpack_unpacked_destroy(&up);
+	return r;
+}
+
+/* store_cmd_decode in the store's own zone, cleared after each command: msgpack_unpacked made
+ * and freed an 8 KiB zone per command, a malloc size that consolidates the fastbins each time
+ * (1.5% of the CPU of a three-member PUT load; the apply path runs on every member). */
+int cmd_decode(struct store *s, const void *data, size_t len, struct store_cmd *c, struct buf *key,
+               struct buf *value, struct buf *prev_value)
+{
+	msgpack_object o;
+	size_t off = 0;
+	int r = FLT_EINVAL;
+
+	memset(c, 0, sizeof(*c));
+	if (!s->cmd_zone && !(s->cmd_zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)))
+		return -ENOMEM;
+	if (msgpack_unpack(data, len, &off, s->cmd_zone, &o) == MSGPACK_UNPACK_SUCCESS &&
+	    off == len)
+		r = decode_obj(&o, c, key, value, prev_value);
+	msgpack_zone_clear(s->cmd_zone);
 	return r;
 }
 

@@ -77,6 +77,7 @@ struct store {
 	size_t nheap, heapcap;
 	struct store_stats stats;
 	struct watch_hub hub;
+	struct msgpack_zone *cmd_zone; /* cmd_decode's (cmd.c), made on first use */
 };
 
 struct store_watch {
@@ -142,6 +143,10 @@ int tree_insert(struct snode *root, struct tree_heap *th, const char *path, size
                 int64_t expire);
 /* Replace the store's tree (takes root and th->v), empty the history. */
 void tree_swap(struct store *s, struct snode *root, struct tree_heap *th, uint64_t index);
+
+/* cmd.c, for store_apply: store_cmd_decode in the store's zone. Also -ENOMEM. */
+int cmd_decode(struct store *s, const void *data, size_t len, struct store_cmd *c, struct buf *key,
+               struct buf *value, struct buf *prev_value);
 
 /* watch.c */
 int hub_init(struct watch_hub *h);
